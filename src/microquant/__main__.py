@@ -1,0 +1,3 @@
+from microquant.cli import main
+
+raise SystemExit(main())

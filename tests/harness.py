@@ -69,6 +69,7 @@ def traced_run(kernel: Kernel, params: Any, inputs: list[np.ndarray | None]) -> 
     """Call ``kernel.run`` while checking every local of every microquant frame it enters
     (the run step itself and helpers it calls) holds only integer values."""
     root = "microquant"
+    run_code = type(kernel).run.__code__
 
     def local_trace(frame: FrameType, event: str, arg: Any):
         if event in ("line", "return"):
@@ -80,7 +81,7 @@ def traced_run(kernel: Kernel, params: Any, inputs: list[np.ndarray | None]) -> 
 
     def global_trace(frame: FrameType, event: str, arg: Any):
         mod = frame.f_globals.get("__name__", "")
-        if event == "call" and mod.startswith(root):
+        if event == "call" and (mod.startswith(root) or frame.f_code is run_code):
             return local_trace
         return None
 

@@ -1,0 +1,1 @@
+"""Runtimes that execute ``.tflite`` bytes: TFLite Micro (:mod:`.tflm`), LiteRT (:mod:`.litert`)."""

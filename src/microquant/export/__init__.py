@@ -1,0 +1,1 @@
+"""Exporters that turn ``.tflite`` bytes into deployable artifacts (:mod:`.c_array`)."""

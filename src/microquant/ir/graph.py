@@ -186,7 +186,21 @@ class Graph:
         self.nodes = ordered
 
     def copy(self) -> Graph:
-        return copy.deepcopy(self)
+        """A structural copy: new Graph/Node/Tensor objects, constant arrays shared.
+
+        Constant data is treated as immutable by every pass (they assign new arrays),
+        so sharing it keeps copies cheap on megabyte-sized models.
+        """
+        tensors = {
+            k: Tensor(t.name, t.shape, t.dtype, t.data, copy.deepcopy(t.quant))
+            for k, t in self.tensors.items()
+        }
+        nodes = [
+            Node(n.op, list(n.inputs), list(n.outputs), copy.deepcopy(n.attrs), n.name)
+            for n in self.nodes
+        ]
+        return Graph(tensors, nodes, list(self.inputs), list(self.outputs), self.name,
+                     copy.deepcopy(self.meta))
 
     def ops(self) -> list[str]:
         return [n.op for n in self.nodes]

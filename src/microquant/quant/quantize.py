@@ -1,0 +1,259 @@
+"""Full-integer quantization of a lowered (TFLite-level, float) graph - TFLite int8 spec.
+
+``quantize_graph(lowered, ranges)`` returns a new graph where
+
+* **weights** of CONV_2D / FULLY_CONNECTED (axis 0) and DEPTHWISE_CONV_2D (axis 3) are
+  int8, symmetric per channel: ``s_c = max|w_c| / 127``, ``q = round(w / s_c)`` in
+  ``[-127, 127]``, zero point 0 (an all-zero channel gets ``s_c = 1``);
+* **bias** is int32 with ``scale_c = s_in * s_c`` (float32 product, as TFLM computes
+  it) and zero point 0; a zero bias is created when the node has none;
+* **activations** are int8, per tensor, asymmetric: ``choose_qparams(lo, hi)`` over the
+  calibrated range (always including 0), after the rules of :mod:`.constraints`
+  (fixed SOFTMAX/LOGISTIC/TANH outputs, shared encodings, fused-activation clamps);
+* **other float constants** (e.g. a broadcast operand of ADD/MUL) are int8 per tensor,
+  asymmetric over their own min/max (or their group's range when they feed a
+  shared-encoding op such as CONCATENATION).
+
+Graph inputs/outputs are int8; with ``float_io=True`` they stay float32 and a QUANTIZE
+(inputs) / DEQUANTIZE (outputs) node is inserted; the float tensors keep the original
+names and the int8 ones are renamed ``<name>_int8``.
+
+Example (a one-node graph):
+    >>> from microquant.ir import Graph, Node, Tensor
+    >>> g = Graph(inputs=["x"], outputs=["y"])
+    >>> _ = g.add_tensor(Tensor("x", (1, 4)))
+    >>> _ = g.add_tensor(Tensor("y", (1, 4)))
+    >>> g.nodes.append(Node("RELU", ["x"], ["y"]))
+    >>> q = quantize_graph(g, {"x": (-1.0, 1.0), "y": (0.0, 1.0)})
+    >>> q.tensor("y").dtype, int(q.tensor("y").quant.zero_point[0])
+    ('int8', -128)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from microquant.errors import MicroquantError
+from microquant.ir.graph import Graph, Node, QuantParams, Tensor
+from microquant.quant.constraints import (
+    FIXED_OUTPUT_QPARAMS,
+    clamp_range,
+    group_encoding,
+    shared_groups,
+)
+from microquant.quant.primitives import QMAX, QMIN, choose_qparams, quantize, round_half_away
+
+# op -> output-channel axis of its weight (input 1); input 2 is the bias.
+WEIGHT_AXIS = {"CONV_2D": 0, "DEPTHWISE_CONV_2D": 3, "FULLY_CONNECTED": 0}
+QUANTIZABLE_OPS = {
+    "CONV_2D",
+    "DEPTHWISE_CONV_2D",
+    "FULLY_CONNECTED",
+    "ADD",
+    "MUL",
+    "AVERAGE_POOL_2D",
+    "MAX_POOL_2D",
+    "MEAN",
+    "RESHAPE",
+    "SOFTMAX",
+    "LOGISTIC",
+    "TANH",
+    "RELU",
+    "RELU6",
+    "CONCATENATION",
+    "PAD",
+    "TRANSPOSE",
+}
+INT32_MAX = (1 << 31) - 1
+
+
+def quantize_graph(
+    lowered: Graph, ranges: dict[str, tuple[float, float]], float_io: bool = False
+) -> Graph:
+    """A new int8 graph from the float TFLite-level ``lowered`` graph and calibrated
+    activation ``ranges`` (keyed by lowered tensor name). See the module docstring."""
+    g = lowered.copy()
+    for node in g.nodes:
+        if node.op not in QUANTIZABLE_OPS:
+            raise MicroquantError(f"cannot quantize op {node.op} (node {node.name or '?'})")
+    weight_like = _weight_and_bias_names(g)
+    activations = _float_activations(g)
+    other_consts = {
+        i
+        for n in g.nodes
+        for i in n.inputs
+        if i
+        and i not in weight_like
+        and g.tensors[i].is_const
+        and np.asarray(g.tensors[i].data).dtype.kind == "f"
+    }
+    effective = _effective_ranges(g, activations, ranges)
+    fixed = {
+        n.outputs[0]: FIXED_OUTPUT_QPARAMS[n.op] for n in g.nodes if n.op in FIXED_OUTPUT_QPARAMS
+    }
+    uf = shared_groups(g, activations | other_consts)
+    for members in uf.groups().values():
+        if all(g.tensors[m].is_const for m in members):
+            continue  # a lone constant: quantized over its own values below
+        enc = group_encoding(g, members, effective, fixed)
+        if enc[0] == "fixed":
+            scale, zp = enc[1]
+            qp = (np.float32(scale), np.int64(zp))
+        else:
+            qp = choose_qparams(enc[0], enc[1])
+        for m in members:
+            _set_int8(g.tensors[m], qp[0], qp[1])
+    for name in other_consts:
+        t = g.tensors[name]
+        if t.dtype != "int8":  # not tied to a group: its own min/max
+            s, z = choose_qparams(float(np.min(t.data)), float(np.max(t.data)))
+            _set_int8(t, s, z)
+    for node in list(g.nodes):
+        if node.op in WEIGHT_AXIS:
+            _quantize_weights(g, node)
+    g.remove_unused()  # originals of constants copied per node above
+    if float_io:
+        _add_float_io(g)
+    g.meta = dict(g.meta)
+    g.meta["float_io"] = bool(float_io)
+    return g
+
+
+# -- activations -------------------------------------------------------------
+def _float_activations(g: Graph) -> set[str]:
+    names = set(g.inputs)
+    for n in g.nodes:
+        names.update(i for i in n.inputs if i)
+        names.update(n.outputs)
+    return {
+        x
+        for x in names
+        if x in g.tensors and not g.tensors[x].is_const and g.tensors[x].dtype == "float32"
+    }
+
+
+def _effective_ranges(
+    g: Graph, activations: set[str], ranges: dict[str, tuple[float, float]]
+) -> dict[str, tuple[float, float]]:
+    """Calibrated ranges of activations, clamped by their producer's fused activation."""
+    out: dict[str, tuple[float, float]] = {}
+    producers = {o: n for n in g.nodes for o in n.outputs}
+    for name in activations:
+        if name not in ranges:
+            continue
+        lo, hi = (float(v) for v in ranges[name])
+        if not (np.isfinite(lo) and np.isfinite(hi)) or lo > hi:
+            raise MicroquantError(f"invalid calibration range ({lo}, {hi}) for tensor {name!r}")
+        node = producers.get(name)
+        if node is not None:
+            lo, hi = clamp_range(lo, hi, node.attrs.get("activation"))
+        out[name] = (lo, hi)
+    return out
+
+
+def _set_int8(t: Tensor, scale: float, zero_point: int) -> None:
+    if t.quant is not None and t.dtype == "int8":
+        return  # already set (a const shared by two groups keeps its first encoding)
+    t.quant = QuantParams([scale], [zero_point])
+    if t.is_const:
+        t.data = quantize(t.data, t.quant.scale, t.quant.zero_point)
+    t.dtype = "int8"
+
+
+# -- weights and bias ----------------------------------------------------------
+def _weight_and_bias_names(g: Graph) -> set[str]:
+    names = set()
+    for n in g.nodes:
+        if n.op in WEIGHT_AXIS:
+            names.update(i for i in n.inputs[1:3] if i)
+    return names
+
+
+def _private_const(g: Graph, node: Node, index: int) -> Tensor:
+    """Input ``index`` of ``node`` as a constant only this node reads (copied if shared)."""
+    name = node.inputs[index]
+    t = g.tensor(name)
+    if not t.is_const:
+        raise MicroquantError(f"{node.op} {node.name or ''}: input {name!r} must be a constant")
+    if t.dtype != "float32":
+        raise MicroquantError(f"{node.op}: constant {name!r} is {t.dtype}, expected float32")
+    if sum(name in c.inputs for c in g.nodes) > 1:
+        t = g.add_const(name, np.array(t.data, copy=True))
+        node.inputs[index] = t.name
+    return t
+
+
+def _quantize_weights(g: Graph, node: Node) -> None:
+    axis = WEIGHT_AXIS[node.op]
+    x = g.tensor(node.inputs[0])
+    if x.quant is None:
+        raise MicroquantError(f"{node.op}: input {x.name!r} has no quantization parameters")
+    w = _private_const(g, node, 1)
+    wf = np.asarray(w.data, dtype=np.float64)
+    n_out = wf.shape[axis]
+    if len(node.inputs) < 3 or not node.inputs[2]:
+        bias = g.add_const(f"{w.name}_bias", np.zeros(n_out, np.float32))
+        node.inputs = [*node.inputs[:2], bias.name, *node.inputs[3:]]
+    b = _private_const(g, node, 2)
+    bf = np.asarray(b.data, dtype=np.float64).reshape(-1)
+    if bf.size != n_out:
+        raise MicroquantError(f"{node.op}: bias {b.name!r} has {bf.size} values, expected {n_out}")
+    s_in = np.float32(x.quant.scale[0])
+
+    reduce_axes = tuple(a for a in range(wf.ndim) if a != axis)
+    max_abs = np.max(np.abs(wf), axis=reduce_axes)
+    w_scale = np.where(max_abs > 0, max_abs / 127.0, 1.0)
+    # Keep every quantized bias inside int32 (only matters for near-zero channels).
+    w_scale = np.maximum(w_scale, np.abs(bf) / (float(s_in) * INT32_MAX))
+    w_scale = w_scale.astype(np.float32)
+    bshape = [1] * wf.ndim
+    bshape[axis] = -1
+    wq = np.clip(round_half_away(wf / w_scale.astype(np.float64).reshape(bshape)), -127, 127)
+    w.data = wq.astype(np.int8)
+    w.dtype = "int8"
+    w.quant = QuantParams(w_scale, np.zeros(n_out, np.int64), axis)
+
+    b_scale = (s_in * w_scale).astype(np.float32)  # float32 product, as TFLM computes it
+    bq = round_half_away(bf / b_scale.astype(np.float64))
+    b.data = np.clip(bq, QMIN["int32"], QMAX["int32"]).astype(np.int32).reshape(b.shape)
+    b.dtype = "int32"
+    b.quant = QuantParams(b_scale, np.zeros(n_out, np.int64), 0)
+
+
+# -- float I/O -------------------------------------------------------------------
+def _rename_activation(g: Graph, old: str, new: str) -> None:
+    t = g.tensors.pop(old)
+    t.name = new
+    g.tensors[new] = t
+    for n in g.nodes:
+        n.inputs = [new if i == old else i for i in n.inputs]
+        n.outputs = [new if o == old else o for o in n.outputs]
+    src = g.meta.get("calib_source")
+    if isinstance(src, dict) and old in src:
+        src[new] = src[old]
+
+
+def _add_float_io(g: Graph) -> None:
+    """QUANTIZE after each graph input, DEQUANTIZE before each output (names kept float)."""
+    g.meta = dict(g.meta)
+    if isinstance(g.meta.get("calib_source"), dict):
+        g.meta["calib_source"] = dict(g.meta["calib_source"])
+    front: list[Node] = []
+    for name in g.inputs:
+        t = g.tensors[name]
+        if t.dtype != "int8" or name in g.outputs:
+            continue
+        inner = g.unique_name(f"{name}_int8")
+        _rename_activation(g, name, inner)
+        g.add_tensor(Tensor(name, t.shape, "float32"))
+        front.append(Node("QUANTIZE", [name], [inner], {}, name=f"quantize_{name}"))
+    back: list[Node] = []
+    for name in g.outputs:
+        t = g.tensors[name]
+        if t.dtype != "int8" or name in g.inputs:
+            continue
+        inner = g.unique_name(f"{name}_int8")
+        _rename_activation(g, name, inner)
+        g.add_tensor(Tensor(name, t.shape, "float32"))
+        back.append(Node("DEQUANTIZE", [inner], [name], {}, name=f"dequantize_{name}"))
+    g.nodes = front + g.nodes + back

@@ -81,7 +81,7 @@ class Tensor:
 
 @dataclass
 class Node:
-    """One operation. ``inputs``/``outputs`` are tensor names; ``""`` marks an absent optional input."""
+    """One operation; ``inputs``/``outputs`` are tensor names, ``""`` an absent optional input."""
 
     op: str
     inputs: list[str]

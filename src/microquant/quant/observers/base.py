@@ -52,6 +52,23 @@ class Observer:
         self.count += x.size
         self._update(x)
 
+    # -- tail protocol: lets calibration compute the needed extremes inside ONNX Runtime --
+    def tail_count(self, tensor_size: int, n_samples: int) -> int | None:
+        """How many of the largest and of the smallest values of each sample this observer
+        needs, or ``None`` when it needs every value. Calibration then computes them in the
+        graph (TopK / ReduceMax) instead of copying whole tensors out per sample."""
+        return None
+
+    def update_tails(self, top: np.ndarray, bottom: np.ndarray, count: int) -> None:
+        """Observe samples given only their ``tail_count`` largest (``top``, shape
+        ``[samples, k]``) and smallest (``bottom``) values; ``count`` is the full element
+        count of one sample."""
+        raise NotImplementedError(f"{self.name} observer needs every value")
+
+    def tails_exact(self) -> bool:
+        """Whether the values seen through :meth:`update_tails` determine the range exactly."""
+        return True
+
     def range(self) -> tuple[float, float]:
         """Clipping range ``(lo, hi)``, always containing 0; ``(0, 0)`` if nothing was seen."""
         if self.count == 0:

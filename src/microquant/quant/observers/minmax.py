@@ -14,8 +14,18 @@ Example:
 
 from __future__ import annotations
 
+import numpy as np
+
 from microquant.quant.observers.base import Observer
 
 
 class MinMaxObserver(Observer):
     name = "minmax"
+
+    def tail_count(self, tensor_size: int, n_samples: int) -> int | None:
+        return 1
+
+    def update_tails(self, top: np.ndarray, bottom: np.ndarray, count: int) -> None:
+        self.max = max(self.max, float(np.max(top)))
+        self.min = min(self.min, float(np.min(bottom)))
+        self.count += count * len(top)

@@ -4,6 +4,11 @@ Quantized graphs run ``prepare`` once per node and then ``run`` per invocation -
 integer-only oracle that the ``.tflite`` export and the C export are checked against.
 Float (lowered, unquantized) graphs run ``run_float``.
 
+Mixed graphs (e.g. one layer left in float between a DEQUANTIZE and a QUANTIZE, see
+:func:`microquant.report.layers.float_fallback`) run in ``"int"`` mode: a node whose
+outputs are all float32 (other than QUANTIZE/DEQUANTIZE, the float/int boundary) runs
+``run_float`` and skips ``prepare``.
+
 Example:
     >>> from microquant.ir import Graph, Tensor, Node
     >>> g = Graph(inputs=["x"], outputs=["y"])
@@ -23,14 +28,23 @@ from typing import Any
 import numpy as np
 
 from microquant.errors import MicroquantError
-from microquant.ir.graph import Graph, QuantParams  # noqa: F401  (QuantParams for doctest)
+from microquant.ir.graph import Graph, Node, QuantParams  # noqa: F401  (QuantParams for doctest)
 from microquant.runtime.kernel import get_kernel
+
+BOUNDARY_OPS = ("QUANTIZE", "DEQUANTIZE")
 
 
 def is_quantized(graph: Graph) -> bool:
     """True when any activation tensor carries integer data (the graph runs ``run``)."""
     return any(
         t.dtype in ("int8", "int16") and not t.is_const for t in graph.tensors.values()
+    )
+
+
+def _is_float_node(node: Node, graph: Graph) -> bool:
+    """A float op inside a quantized graph: float32 outputs, not a QUANTIZE/DEQUANTIZE."""
+    return node.op not in BOUNDARY_OPS and all(
+        graph.tensor(o).dtype == "float32" for o in node.outputs
     )
 
 
@@ -42,8 +56,14 @@ class Evaluator:
         self.mode = mode or ("int" if is_quantized(graph) else "float")
         self.kernels = [get_kernel(n.op) for n in graph.nodes]
         self.params: list[Any] = []
+        # Per node: run the float kernel? All of them in float mode; in int mode only the
+        # float nodes of a mixed graph.
+        self.float_nodes = [self.mode != "int" or _is_float_node(n, graph) for n in graph.nodes]
         if self.mode == "int":
-            self.params = [k.prepare(n, graph) for k, n in zip(self.kernels, graph.nodes)]
+            self.params = [
+                None if is_float else k.prepare(n, graph)
+                for k, n, is_float in zip(self.kernels, graph.nodes, self.float_nodes, strict=True)
+            ]
 
     def _feeds(self, feeds: Mapping[str, np.ndarray] | Sequence[np.ndarray]) -> dict:
         g = self.graph
@@ -71,7 +91,7 @@ class Evaluator:
         g = self.graph
         for i, (kernel, node) in enumerate(zip(self.kernels, g.nodes)):
             ins = [values[name] for name in node.inputs]
-            if self.mode == "int":
+            if not self.float_nodes[i]:
                 outs = kernel.run(self.params[i], ins)
             else:
                 outs = kernel.run_float(node, g, ins)

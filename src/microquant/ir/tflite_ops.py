@@ -40,6 +40,43 @@ DTYPE_TO_TFL: dict[str, int] = {
 }
 TFL_TO_DTYPE: dict[int, str] = {v: k for k, v in DTYPE_TO_TFL.items()}
 
+# Packed 4-bit constants. The graph keeps their values as int8 (in [-8, 7]) and lists the
+# tensor names under ``graph.meta[INT4_META]``; the writer stores them as TensorType.INT4,
+# two values per byte, and the reader unpacks them back to int8 (and lists them again).
+INT4_META = "int4_tensors"
+TFL_INT4 = fb.TensorType.INT4
+
+
+def pack_int4(values: np.ndarray) -> bytes:
+    """Pack int8 values in ``[-8, 7]`` two per byte, row-major: element ``2i`` in the low
+    nibble of byte ``i``, element ``2i+1`` in the high nibble (an odd tail fills a low
+    nibble) - the layout TFLite's ``UnpackDenseInt4IntoInt8`` reads.
+
+    >>> pack_int4(np.array([1, -2, 7], np.int8)).hex()
+    'e107'
+    """
+    v = np.asarray(values).reshape(-1).astype(np.int64)
+    if v.size and (v.min() < -8 or v.max() > 7):
+        raise MicroquantError("int4 tensor values must lie in [-8, 7]")
+    nib = (v & 0xF).astype(np.uint8)
+    if nib.size % 2:
+        nib = np.append(nib, np.uint8(0))
+    return (nib[0::2] | (nib[1::2] << 4)).astype(np.uint8).tobytes()
+
+
+def unpack_int4(raw: np.ndarray | bytes, count: int) -> np.ndarray:
+    """Inverse of :func:`pack_int4`: ``count`` sign-extended int8 values."""
+    b = np.frombuffer(bytes(raw), np.uint8).astype(np.int16)
+    if b.size != (count + 1) // 2:
+        raise MicroquantError(
+            f"int4 tensor has {b.size} bytes, {count} values need {(count + 1) // 2}"
+        )
+    out = np.empty(b.size * 2, np.int16)
+    out[0::2] = b & 0xF
+    out[1::2] = b >> 4
+    out = np.where(out > 7, out - 16, out)
+    return out[:count].astype(np.int8)
+
 BUILTIN_CODES: dict[str, int] = {
     k: v for k, v in vars(fb.BuiltinOperator).items() if not k.startswith("_")
 }

@@ -10,7 +10,9 @@ converter's files (e.g. MLCommons' reference int8 models):
 * ops of ARCHITECTURE.md's table get our attrs; other builtin ops keep their builtin
   name, snake_case attrs and the raw options (so writing them back is lossless);
 * a RESHAPE without a shape input gets one (from its options or its output shape);
-* CONV_2D/DEPTHWISE_CONV_2D/FULLY_CONNECTED always get 3 inputs (``""``: no bias).
+* CONV_2D/DEPTHWISE_CONV_2D/FULLY_CONNECTED always get 3 inputs (``""``: no bias);
+* packed INT4 constants are unpacked to int8 values and listed in
+  ``graph.meta["int4_tensors"]`` (so writing the graph back packs them again).
 
 Anything that is not a readable ``.tflite`` raises :class:`MicroquantError`.
 
@@ -32,11 +34,14 @@ from microquant.errors import MicroquantError
 from microquant.ir.graph import Graph, Node, QuantParams, Tensor
 from microquant.ir.tflite_ops import (
     BUILTIN_NAMES,
+    INT4_META,
     OPS,
     RAW_OPTIONS,
+    TFL_INT4,
     TFL_TO_DTYPE,
     generic_attrs,
     options_to_attrs,
+    unpack_int4,
 )
 
 _BIASED = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
@@ -118,6 +123,16 @@ def _const(t: Any, buf: Any, data: bytes, dtype: str, shape: tuple[int, ...]) ->
     return raw.view(dt).astype(dtype).reshape(shape)
 
 
+def _int4_const(t: Any, name: str, model: Any, data: bytes) -> Tensor:
+    """A packed INT4 constant as an int8 tensor (values in [-8, 7])."""
+    shape = tuple(_ints(t.shape))
+    n = int(np.prod(shape, dtype=np.int64))
+    raw = _const(t, model.buffers[t.buffer], data, "uint8", ((n + 1) // 2,))
+    if raw is None:
+        raise MicroquantError(f"tensor {name!r} is INT4 but has no constant data")
+    return Tensor(name, shape, "int8", unpack_int4(raw, n).reshape(shape), _quant(t))
+
+
 def read_tflite(data: bytes) -> Graph:
     """Parse ``.tflite`` bytes (subgraph 0) into a TFLite-level graph."""
     data = bytes(data)
@@ -139,6 +154,10 @@ def read_tflite(data: bytes) -> Graph:
         base = (t.name or b"").decode("utf-8", "replace") or f"t{i}"
         name = graph.unique_name(base)
         names[i] = name
+        if t.type == TFL_INT4:
+            graph.add_tensor(_int4_const(t, name, model, data))
+            graph.meta.setdefault(INT4_META, []).append(name)
+            continue
         if t.type not in TFL_TO_DTYPE:
             type_names = {v: k for k, v in vars(fb.TensorType).items() if not k.startswith("_")}
             raise MicroquantError(

@@ -3,7 +3,8 @@
 Three rules decide an int8 activation's ``(scale, zero_point)``:
 
 1. **Fixed output parameters** - kernels that assume a fixed output encoding:
-   SOFTMAX and LOGISTIC output ``1/256, zp -128`` (``[0, 1)``), TANH ``1/128, zp 0``.
+   SOFTMAX and LOGISTIC output ``1/256, zp -128`` (``[0, 1)``), TANH ``1/128, zp 0``;
+   with int16 activations (16x8) all three output ``1/32768, zp 0``.
 2. **Shared parameters** - kernels that move or select int8 values without rescaling
    (RESHAPE, TRANSPOSE, PAD, MAX_POOL_2D, AVERAGE_POOL_2D) need the data input and
    the output to share one encoding; CONCATENATION needs it across all inputs and the
@@ -30,6 +31,12 @@ FIXED_OUTPUT_QPARAMS: dict[str, tuple[float, int]] = {
     "SOFTMAX": (1.0 / 256.0, -128),
     "LOGISTIC": (1.0 / 256.0, -128),
     "TANH": (1.0 / 128.0, 0),
+}
+# The 16x8 scheme (int16 activations): TFLite's int16 kernels want symmetric Q0.15 outputs.
+FIXED_OUTPUT_QPARAMS_INT16: dict[str, tuple[float, int]] = {
+    "SOFTMAX": (1.0 / 32768.0, 0),
+    "LOGISTIC": (1.0 / 32768.0, 0),
+    "TANH": (1.0 / 32768.0, 0),
 }
 # op -> which inputs share the output's encoding ("first" or "all").
 SHARED_QPARAM_OPS: dict[str, str] = {

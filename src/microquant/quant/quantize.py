@@ -18,6 +18,18 @@ Graph inputs/outputs are int8; with ``float_io=True`` they stay float32 and a QU
 (inputs) / DEQUANTIZE (outputs) node is inserted; the float tensors keep the original
 names and the int8 ones are renamed ``<name>_int8``.
 
+Two options select TFLite's other full-integer schemes (``microquant.quant.schemes``):
+
+* ``activation_dtype="int16"`` - the 16x8 scheme: activations (and other float constants)
+  int16 **symmetric** (zero point 0, ``s = max|r| / 32767``), SOFTMAX/LOGISTIC/TANH
+  outputs ``1/32768``, weights int8 as above, bias **int64** (``_int16`` inputs/outputs
+  with ``float_io``);
+* ``weight_bits=4`` - weights symmetric per channel in ``[-7, 7]`` (``s_c = max|w_c| / 7``),
+  still stored as int8 values in the graph (the w4a8 scheme packs them at export);
+* ``weight_scale="mse"`` - per channel, the scale ``alpha * max|w_c| / qmax`` with the
+  ``alpha`` in ``[0.3, 1]`` (step 0.01) that minimises the weight quantization error
+  (clipping a few outliers pays off at 4 bits); the default ``"max"`` uses ``alpha = 1``.
+
 Example (a one-node graph):
     >>> from microquant.ir import Graph, Node, Tensor
     >>> g = Graph(inputs=["x"], outputs=["y"])
@@ -37,11 +49,12 @@ from microquant.errors import MicroquantError
 from microquant.ir.graph import Graph, Node, QuantParams, Tensor
 from microquant.quant.constraints import (
     FIXED_OUTPUT_QPARAMS,
+    FIXED_OUTPUT_QPARAMS_INT16,
     clamp_range,
     group_encoding,
     shared_groups,
 )
-from microquant.quant.primitives import QMAX, QMIN, choose_qparams, quantize, round_half_away
+from microquant.quant.primitives import choose_qparams, quantize, round_half_away
 
 # op -> output-channel axis of its weight (input 1); input 2 is the bias.
 WEIGHT_AXIS = {"CONV_2D": 0, "DEPTHWISE_CONV_2D": 3, "FULLY_CONNECTED": 0}
@@ -64,18 +77,50 @@ QUANTIZABLE_OPS = {
     "PAD",
     "TRANSPOSE",
 }
+# Ops with an int16 (16x8) kernel in TFLite Micro (each checked against the interpreter in
+# tests/test_ops_int16.py); quantizing anything else with int16 activations is refused.
+INT16_OPS = set(QUANTIZABLE_OPS)
 INT32_MAX = (1 << 31) - 1
+BIAS64_MAX = 1 << 46  # 16x8 int64 bias: TFLite's int64 rescale assumes |acc| < 2**47
+ACTIVATION_DTYPES = ("int8", "int16")
 
 
 def quantize_graph(
-    lowered: Graph, ranges: dict[str, tuple[float, float]], float_io: bool = False
+    lowered: Graph,
+    ranges: dict[str, tuple[float, float]],
+    float_io: bool = False,
+    activation_dtype: str = "int8",
+    weight_bits: int = 8,
+    weight_scale: str = "max",
+    per_tensor_weights: tuple[str, ...] = (),
 ) -> Graph:
-    """A new int8 graph from the float TFLite-level ``lowered`` graph and calibrated
-    activation ``ranges`` (keyed by lowered tensor name). See the module docstring."""
+    """A new full-integer graph from the float TFLite-level ``lowered`` graph and calibrated
+    activation ``ranges`` (keyed by lowered tensor name). See the module docstring.
+
+    ``activation_dtype`` is ``"int8"`` (default, TFLite's int8 scheme) or ``"int16"`` (16x8);
+    ``weight_bits`` is 8 (default) or 4 (values in ``[-7, 7]``, int8 storage);
+    ``weight_scale`` is ``"max"`` (default) or ``"mse"``; ops named in
+    ``per_tensor_weights`` (e.g. ``("FULLY_CONNECTED",)``) get one weight scale per tensor."""
+    if activation_dtype not in ACTIVATION_DTYPES:
+        raise MicroquantError(
+            f"activation_dtype must be one of {', '.join(ACTIVATION_DTYPES)}, "
+            f"got {activation_dtype!r}"
+        )
+    if weight_bits not in (4, 8):
+        raise MicroquantError(f"weight_bits must be 8 or 4, got {weight_bits!r}")
+    if weight_scale not in ("max", "mse"):
+        raise MicroquantError(f"weight_scale must be 'max' or 'mse', got {weight_scale!r}")
     g = lowered.copy()
     for node in g.nodes:
         if node.op not in QUANTIZABLE_OPS:
             raise MicroquantError(f"cannot quantize op {node.op} (node {node.name or '?'})")
+        if activation_dtype == "int16" and node.op not in INT16_OPS:
+            raise MicroquantError(
+                f"op {node.op} (node {node.name or '?'}) has no int16 kernel in TFLite Micro; "
+                "it cannot be quantized with int16 activations"
+            )
+    act = activation_dtype
+    symmetric = act == "int16"  # TFLite's 16x8 activations are symmetric
     weight_like = _weight_and_bias_names(g)
     activations = _float_activations(g)
     other_consts = {
@@ -88,9 +133,8 @@ def quantize_graph(
         and np.asarray(g.tensors[i].data).dtype.kind == "f"
     }
     effective = _effective_ranges(g, activations, ranges)
-    fixed = {
-        n.outputs[0]: FIXED_OUTPUT_QPARAMS[n.op] for n in g.nodes if n.op in FIXED_OUTPUT_QPARAMS
-    }
+    fixed_table = FIXED_OUTPUT_QPARAMS_INT16 if act == "int16" else FIXED_OUTPUT_QPARAMS
+    fixed = {n.outputs[0]: fixed_table[n.op] for n in g.nodes if n.op in fixed_table}
     uf = shared_groups(g, activations | other_consts)
     for members in uf.groups().values():
         if all(g.tensors[m].is_const for m in members):
@@ -100,17 +144,18 @@ def quantize_graph(
             scale, zp = enc[1]
             qp = (np.float32(scale), np.int64(zp))
         else:
-            qp = choose_qparams(enc[0], enc[1])
+            qp = choose_qparams(enc[0], enc[1], act, symmetric)
         for m in members:
-            _set_int8(g.tensors[m], qp[0], qp[1])
+            _set_activation(g.tensors[m], qp[0], qp[1], act)
     for name in other_consts:
         t = g.tensors[name]
-        if t.dtype != "int8":  # not tied to a group: its own min/max
-            s, z = choose_qparams(float(np.min(t.data)), float(np.max(t.data)))
-            _set_int8(t, s, z)
+        if t.dtype != act:  # not tied to a group: its own min/max
+            s, z = choose_qparams(float(np.min(t.data)), float(np.max(t.data)), act, symmetric)
+            _set_activation(t, s, z, act)
     for node in list(g.nodes):
         if node.op in WEIGHT_AXIS:
-            _quantize_weights(g, node)
+            _quantize_weights(g, node, weight_bits, weight_scale == "mse",
+                              node.op in per_tensor_weights)
     g.remove_unused()  # originals of constants copied per node above
     if float_io:
         _add_float_io(g)
@@ -151,13 +196,17 @@ def _effective_ranges(
     return out
 
 
-def _set_int8(t: Tensor, scale: float, zero_point: int) -> None:
-    if t.quant is not None and t.dtype == "int8":
+def _set_activation(t: Tensor, scale: float, zero_point: int, dtype: str = "int8") -> None:
+    if t.quant is not None and t.dtype == dtype:
         return  # already set (a const shared by two groups keeps its first encoding)
     t.quant = QuantParams([scale], [zero_point])
     if t.is_const:
-        t.data = quantize(t.data, t.quant.scale, t.quant.zero_point)
-    t.dtype = "int8"
+        t.data = quantize(t.data, t.quant.scale, t.quant.zero_point, dtype)
+    t.dtype = dtype
+
+
+def _set_int8(t: Tensor, scale: float, zero_point: int) -> None:
+    _set_activation(t, scale, zero_point, "int8")
 
 
 # -- weights and bias ----------------------------------------------------------
@@ -183,7 +232,23 @@ def _private_const(g: Graph, node: Node, index: int) -> Tensor:
     return t
 
 
-def _quantize_weights(g: Graph, node: Node) -> None:
+def _mse_alpha(wf: np.ndarray, axis: int, max_abs: np.ndarray, qmax: int) -> np.ndarray:
+    """Per channel, the clip ratio in ``[0.3, 1]`` minimising ``sum (w - Q(w))**2``."""
+    w = np.moveaxis(wf, axis, 0).reshape(wf.shape[axis], -1)
+    best = np.ones(w.shape[0])
+    best_err = np.full(w.shape[0], np.inf)
+    for alpha in np.arange(100, 29, -1) / 100.0:
+        s = np.where(max_abs > 0, alpha * max_abs / qmax, 1.0)[:, None]
+        err = np.sum((w - np.clip(round_half_away(w / s), -qmax, qmax) * s) ** 2, axis=1)
+        better = err < best_err
+        best = np.where(better, alpha, best)
+        best_err = np.where(better, err, best_err)
+    return best
+
+
+def _quantize_weights(
+    g: Graph, node: Node, bits: int = 8, mse: bool = False, per_tensor: bool = False
+) -> None:
     axis = WEIGHT_AXIS[node.op]
     x = g.tensor(node.inputs[0])
     if x.quant is None:
@@ -199,25 +264,40 @@ def _quantize_weights(g: Graph, node: Node) -> None:
     if bf.size != n_out:
         raise MicroquantError(f"{node.op}: bias {b.name!r} has {bf.size} values, expected {n_out}")
     s_in = np.float32(x.quant.scale[0])
+    wide_bias = x.dtype == "int16"  # 16x8: int64 bias
+    qmax = (1 << (bits - 1)) - 1  # 127, or 7 for 4-bit weights
 
-    reduce_axes = tuple(a for a in range(wf.ndim) if a != axis)
-    max_abs = np.max(np.abs(wf), axis=reduce_axes)
-    w_scale = np.where(max_abs > 0, max_abs / 127.0, 1.0)
-    # Keep every quantized bias inside int32 (only matters for near-zero channels).
-    w_scale = np.maximum(w_scale, np.abs(bf) / (float(s_in) * INT32_MAX))
+    # Per tensor: the whole weight is one "channel" (one scale, no axis).
+    wc = wf.reshape(1, -1) if per_tensor else wf
+    c_axis = 0 if per_tensor else axis
+    reduce_axes = tuple(a for a in range(wc.ndim) if a != c_axis)
+    max_abs = np.max(np.abs(wc), axis=reduce_axes)
+    if mse:
+        max_abs = max_abs * _mse_alpha(wc, c_axis, max_abs, qmax)
+    w_scale = np.where(max_abs > 0, max_abs / qmax, 1.0)
+    # Keep every quantized bias inside int32 (int64: inside TFLite's 2**47 accumulator
+    # bound, with headroom); only matters for near-zero channels.
+    bias_max = BIAS64_MAX if wide_bias else INT32_MAX
+    b_abs = np.abs(bf).max(keepdims=True) if per_tensor else np.abs(bf)
+    w_scale = np.maximum(w_scale, b_abs / (float(s_in) * bias_max))
     w_scale = w_scale.astype(np.float32)
     bshape = [1] * wf.ndim
     bshape[axis] = -1
-    wq = np.clip(round_half_away(wf / w_scale.astype(np.float64).reshape(bshape)), -127, 127)
+    ws = w_scale.astype(np.float64)
+    wq = np.clip(round_half_away(wf / (ws if per_tensor else ws.reshape(bshape))), -qmax, qmax)
     w.data = wq.astype(np.int8)
     w.dtype = "int8"
-    w.quant = QuantParams(w_scale, np.zeros(n_out, np.int64), axis)
+    n_scales = w_scale.size
+    w.quant = QuantParams(w_scale, np.zeros(n_scales, np.int64), None if per_tensor else axis)
 
     b_scale = (s_in * w_scale).astype(np.float32)  # float32 product, as TFLM computes it
     bq = round_half_away(bf / b_scale.astype(np.float64))
-    b.data = np.clip(bq, QMIN["int32"], QMAX["int32"]).astype(np.int32).reshape(b.shape)
-    b.dtype = "int32"
-    b.quant = QuantParams(b_scale, np.zeros(n_out, np.int64), 0)
+    b_dtype = "int64" if wide_bias else "int32"
+    info = np.iinfo(b_dtype)
+    lo, hi = (info.min, info.max) if b_dtype == "int32" else (-(1 << 62), 1 << 62)  # castable
+    b.data = np.clip(bq, lo, hi).astype(b_dtype).reshape(b.shape)
+    b.dtype = b_dtype
+    b.quant = QuantParams(b_scale, np.zeros(n_scales, np.int64), None if per_tensor else 0)
 
 
 # -- float I/O -------------------------------------------------------------------
@@ -241,18 +321,18 @@ def _add_float_io(g: Graph) -> None:
     front: list[Node] = []
     for name in g.inputs:
         t = g.tensors[name]
-        if t.dtype != "int8" or name in g.outputs:
+        if t.dtype not in ACTIVATION_DTYPES or name in g.outputs:
             continue
-        inner = g.unique_name(f"{name}_int8")
+        inner = g.unique_name(f"{name}_{t.dtype}")
         _rename_activation(g, name, inner)
         g.add_tensor(Tensor(name, t.shape, "float32"))
         front.append(Node("QUANTIZE", [name], [inner], {}, name=f"quantize_{name}"))
     back: list[Node] = []
     for name in g.outputs:
         t = g.tensors[name]
-        if t.dtype != "int8" or name in g.inputs:
+        if t.dtype not in ACTIVATION_DTYPES or name in g.inputs:
             continue
-        inner = g.unique_name(f"{name}_int8")
+        inner = g.unique_name(f"{name}_{t.dtype}")
         _rename_activation(g, name, inner)
         g.add_tensor(Tensor(name, t.shape, "float32"))
         back.append(Node("DEQUANTIZE", [inner], [name], {}, name=f"dequantize_{name}"))

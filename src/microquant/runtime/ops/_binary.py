@@ -11,27 +11,42 @@ from microquant.runtime.ops._common import qparams
 
 
 def per_tensor(node: Node, graph: Graph, name: str) -> tuple[float, int]:
-    """``(scale, zero_point)`` of a per-tensor int8 tensor; scale as the float32 TFLite stores,
-    widened to double exactly like TFLite Micro's ``static_cast<double>(params.scale)``."""
+    """``(scale, zero_point)`` of a per-tensor int8 (or 16x8 int16) tensor; scale as the float32
+    TFLite stores, widened to double exactly like TFLite Micro's ``static_cast<double>``."""
     q = qparams(graph, name)
     if q.per_channel:
         raise MicroquantError(
             f"{node.op} {node.name!r}: tensor {name!r} must be per-tensor quantized"
         )
     dtype = graph.tensor(name).dtype
-    if dtype != "int8":
-        raise MicroquantError(f"{node.op} {node.name!r}: tensor {name!r} is {dtype}, expected int8")
+    if dtype not in ("int8", "int16"):
+        raise MicroquantError(
+            f"{node.op} {node.name!r}: tensor {name!r} is {dtype}, expected int8 or int16"
+        )
     return float(np.float32(q.scale[0])), int(q.zero_point[0])
 
 
 def require_output(node: Node, graph: Graph, scale: float, zero_point: int) -> None:
     """TFLite's fixed output quantization of SOFTMAX/LOGISTIC/TANH."""
     s, zp = per_tensor(node, graph, node.outputs[0])
+    dtype = graph.tensor(node.outputs[0]).dtype
     if s != float(np.float32(scale)) or zp != zero_point:
         raise MicroquantError(
-            f"{node.op} {node.name!r}: int8 output must have scale {scale:g} and zero point "
+            f"{node.op} {node.name!r}: {dtype} output must have scale {scale:g} and zero point "
             f"{zero_point} (got {s:g}, {zp})"
         )
+
+
+def same_dtype(node: Node, graph: Graph) -> str:
+    """The common dtype of an element-wise node's inputs and output; raises on a mix."""
+    names = [n for n in (*node.inputs, *node.outputs) if n]
+    dtypes = {graph.tensor(n).dtype for n in names}
+    if len(dtypes) != 1:
+        raise MicroquantError(
+            f"{node.op} {node.name!r}: inputs and output must share one type, got "
+            + ", ".join(sorted(dtypes))
+        )
+    return dtypes.pop()
 
 
 def broadcast_shape(node: Node, graph: Graph) -> tuple[int, ...]:

@@ -2,7 +2,7 @@
 
 Padded positions are excluded from both the sum and the count (TFLite's definition, ONNX
 ``count_include_pad=0``). Input and output share scale and zero point, so the mean of the
-raw int8 values is the output.
+raw int8 values is the output. int16 inputs (16x8) take the same arithmetic.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ class AveragePool2D(Kernel, op="AVERAGE_POOL_2D"):
         acc = _window_sum(inputs[0].astype(np.int64), p.window)
         half = p.count // 2
         avg = trunc_div(np.where(acc > 0, acc + half, acc - half), p.count)
-        return [clamp(avg, p.act_min, p.act_max).astype(np.int8)]
+        return [clamp(avg, p.act_min, p.act_max).astype(inputs[0].dtype)]  # int8 or int16
 
     def run_float(
         self, node: Node, graph: Graph, inputs: list[np.ndarray | None]

@@ -3,6 +3,10 @@
 Inputs ``x [N,H,W,Ci]``, ``w [Co,kh,kw,Ci/groups]`` (int8, symmetric per output channel),
 optional ``b [Co]`` (int32, scale ``s_in*s_w[c]``). Attributes: ``stride_h/w``,
 ``dilation_h/w``, ``padding`` (SAME/VALID, TFLite definition), ``activation``.
+
+16x8 (int16 ``x``/``y`` with zero point 0, int8 ``w``): with an int64 bias or none the
+accumulator is int64 and rescaled by :func:`~microquant.runtime.ops._int16.mbqm64`; with an
+int32 bias TFLM keeps an int32 accumulator and the int32 ``MultiplyByQuantizedMultiplier``.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import numpy as np
 
 from microquant.errors import MicroquantError
 from microquant.ir.graph import Graph, Node
+from microquant.runtime.fixedpoint import clamp, mbqm, wrap_i32
 from microquant.runtime.kernel import Kernel
 from microquant.runtime.ops._common import activation_range, float_activation, qparams
 from microquant.runtime.ops._conv_common import (
@@ -24,6 +29,7 @@ from microquant.runtime.ops._conv_common import (
     pad_spatial,
     requantize,
 )
+from microquant.runtime.ops._int16 import check_int16_io, mbqm64
 
 
 @dataclass
@@ -38,6 +44,8 @@ class ConvParams:
     out_zp: int
     act_min: int
     act_max: int
+    dtype: str = "int8"  # activation type; "int16" for the 16x8 scheme
+    wide_acc: bool = False  # int16 without an int32 bias: int64 accumulator + mbqm64
 
 
 def _groups(node: Node, graph: Graph, w_shape: tuple[int, ...]) -> int:
@@ -77,6 +85,10 @@ class Conv2D(Kernel, op="CONV_2D"):
         weights = np.ascontiguousarray(wg.transpose(0, 2, 1))
         mult, shift = conv_multipliers(graph, node.inputs[0], node.inputs[1], node.outputs[0], co)
         lo, hi = activation_range(node.attrs.get("activation", "NONE"), graph, node.outputs[0])
+        dtype = check_int16_io(node, graph)
+        bias_name = node.inputs[2] if len(node.inputs) > 2 else ""
+        # TFLM takes the int32 accumulator only for an explicit int32 bias (checked).
+        wide = dtype == "int16" and not (bias_name and graph.tensor(bias_name).dtype == "int32")
         return ConvParams(
             window,
             groups,
@@ -88,6 +100,8 @@ class Conv2D(Kernel, op="CONV_2D"):
             int(qparams(graph, node.outputs[0]).zero_point[0]),
             lo,
             hi,
+            dtype,
+            wide,
         )
 
     def run(self, params: ConvParams, inputs: list[np.ndarray | None]) -> list[np.ndarray]:
@@ -101,10 +115,25 @@ class Conv2D(Kernel, op="CONV_2D"):
         ``+ out_zp``, clamp to the fused-activation range, int8.
         """
         p = params
+        if p.dtype == "int16":
+            return [self._run_int16(p, inputs[0])]
         x = inputs[0].astype(np.int32) - np.int32(p.in_zp)
         cols = im2col(pad_spatial(x, p.window, 0), p.window)
         acc = _patch_matmul(cols, p.weights, p.groups).astype(np.int64) + p.bias
         return [requantize(acc, p.mult, p.shift, p.out_zp, p.act_min, p.act_max)]
+
+    @staticmethod
+    def _run_int16(p: ConvParams, x: np.ndarray) -> np.ndarray:
+        """16x8 ``ConvPerChannel``: ``acc = sum w * x`` (zero points are 0 and TFLM ignores
+        them), ``+ bias``; int64 or no bias: ``mbqm64(acc)``; int32 bias: the int32 accumulator
+        wraps and takes the int32 ``mbqm``; clamp to the activation range, int16."""
+        cols = im2col(pad_spatial(x.astype(np.int64), p.window, 0), p.window)
+        acc = _patch_matmul(cols, p.weights, p.groups).astype(np.int64) + p.bias
+        if p.wide_acc:
+            out = mbqm64(acc, p.mult, p.shift)
+        else:
+            out = mbqm(wrap_i32(acc), p.mult, p.shift)
+        return clamp(out, p.act_min, p.act_max).astype(np.int16)
 
     def run_float(
         self, node: Node, graph: Graph, inputs: list[np.ndarray | None]

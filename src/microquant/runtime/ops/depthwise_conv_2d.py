@@ -3,6 +3,9 @@
 Inputs ``x [N,H,W,Ci]``, ``w [1,kh,kw,Co]`` with ``Co = Ci * depth_multiplier`` (int8,
 symmetric per channel along axis 3), optional ``b [Co]`` int32. Output channel
 ``oc = ic * depth_multiplier + m`` reads input channel ``ic``.
+
+16x8 (int16 ``x``/``y``, zero point 0): int64 accumulator and bias (optional), rescaled by
+:func:`~microquant.runtime.ops._int16.mbqm64`, as TFLM's int16 ``DepthwiseConvPerChannel``.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import numpy as np
 
 from microquant.errors import MicroquantError
 from microquant.ir.graph import Graph, Node
+from microquant.runtime.fixedpoint import clamp
 from microquant.runtime.kernel import Kernel
 from microquant.runtime.ops._common import activation_range, float_activation, qparams
 from microquant.runtime.ops._conv_common import (
@@ -24,6 +28,7 @@ from microquant.runtime.ops._conv_common import (
     requantize,
     windows,
 )
+from microquant.runtime.ops._int16 import check_int16_io, mbqm64
 
 
 @dataclass
@@ -38,6 +43,7 @@ class DepthwiseParams:
     out_zp: int
     act_min: int
     act_max: int
+    dtype: str = "int8"  # activation type; "int16" for the 16x8 scheme
 
 
 def _check(node: Node, graph: Graph, w_shape: tuple[int, ...]) -> int:
@@ -84,6 +90,7 @@ class DepthwiseConv2D(Kernel, op="DEPTHWISE_CONV_2D"):
             int(qparams(graph, node.outputs[0]).zero_point[0]),
             lo,
             hi,
+            check_int16_io(node, graph),
         )
 
     def run(self, params: DepthwiseParams, inputs: list[np.ndarray | None]) -> list[np.ndarray]:
@@ -95,6 +102,11 @@ class DepthwiseConv2D(Kernel, op="DEPTHWISE_CONV_2D"):
         ``+ out_zp``; clamp to the fused-activation range; int8.
         """
         p = params
+        if p.dtype == "int16":  # 16x8: int64 accumulator, zero points 0 (TFLM drops them)
+            x16 = pad_spatial(inputs[0].astype(np.int64), p.window, 0)
+            acc = _depthwise(x16, p.weights, p.window, p.depth_multiplier) + p.bias
+            out = clamp(mbqm64(acc, p.mult, p.shift), p.act_min, p.act_max)
+            return [out.astype(np.int16)]
         x = inputs[0].astype(np.int32) - np.int32(p.in_zp)
         acc = _depthwise(pad_spatial(x, p.window, 0), p.weights, p.window, p.depth_multiplier)
         acc = acc.astype(np.int64) + p.bias

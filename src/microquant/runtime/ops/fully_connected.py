@@ -6,6 +6,9 @@ Inputs ``x [..., K]`` (flattened to ``[batches, K]``), ``w [N, K]`` int8, option
 since 2024); a single scale takes the per-tensor path, whose multiplier TFLM computes from
 the *float32* product ``s_in * s_w`` (``GetQuantizedConvolutionMultipler``) - different
 from the per-channel path's double product, and reproduced here.
+
+16x8 (int16 ``x``/``y``, zero point 0): int64 accumulator and int64 bias, rescaled by
+:func:`~microquant.runtime.ops._int16.mbqm64`, as TFLM's int16 ``FullyConnected``.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import numpy as np
 from microquant.errors import MicroquantError
 from microquant.ir.graph import Graph, Node
 from microquant.quant.primitives import quantize_multiplier
+from microquant.runtime.fixedpoint import clamp
 from microquant.runtime.kernel import Kernel
 from microquant.runtime.ops._common import activation_range, float_activation, qparams
 from microquant.runtime.ops._conv_common import (
@@ -25,6 +29,7 @@ from microquant.runtime.ops._conv_common import (
     conv_multipliers,
     requantize,
 )
+from microquant.runtime.ops._int16 import check_int16_io, mbqm64
 
 
 @dataclass
@@ -38,6 +43,7 @@ class FullyConnectedParams:
     out_zp: int
     act_min: int
     act_max: int
+    dtype: str = "int8"  # activation type; "int16" for the 16x8 scheme
 
 
 def _per_tensor_multiplier(graph: Graph, x: str, w: str, y: str) -> tuple[int, int]:
@@ -78,6 +84,7 @@ class FullyConnected(Kernel, op="FULLY_CONNECTED"):
             int(qparams(graph, node.outputs[0]).zero_point[0]),
             lo,
             hi,
+            check_int16_io(node, graph),
         )
 
     def run(
@@ -91,6 +98,11 @@ class FullyConnected(Kernel, op="FULLY_CONNECTED"):
         range, int8 ``[batches, N]``.
         """
         p = params
+        if p.dtype == "int16":  # 16x8: int64 accumulator, zero points 0 (TFLM drops them)
+            x16 = inputs[0].astype(np.int64).reshape(-1, p.depth)
+            acc = np.einsum("bk,kn->bn", x16, p.weights.astype(np.int64)) + p.bias
+            out = clamp(mbqm64(acc, p.mult, p.shift), p.act_min, p.act_max)
+            return [out.astype(np.int16)]
         x = inputs[0].astype(np.int32).reshape(-1, p.depth) - np.int32(p.in_zp)
         acc = np.einsum("bk,kn->bn", x, p.weights).astype(np.int64) + p.bias
         return [requantize(acc, p.mult, p.shift, p.out_zp, p.act_min, p.act_max)]

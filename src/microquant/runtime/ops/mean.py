@@ -16,7 +16,7 @@ import numpy as np
 
 from microquant.errors import MicroquantError
 from microquant.ir.graph import Graph, Node
-from microquant.quant.primitives import quantize_multiplier
+from microquant.quant.primitives import QMAX, QMIN, quantize_multiplier
 from microquant.runtime.fixedpoint import as_i64, clamp, mbqm, wrap_i32
 from microquant.runtime.kernel import Kernel
 from microquant.runtime.ops._binary import per_tensor
@@ -31,6 +31,7 @@ class MeanParams:
     output_zp: int
     multiplier: int  # s_in/s_out with 1/count folded in
     shift: int
+    dtype: str = "int8"  # int16 for the 16x8 scheme (same arithmetic, int16 saturation)
 
 
 def resolve_axes(node: Node, axes: np.ndarray, rank: int) -> tuple[int, ...]:
@@ -79,6 +80,7 @@ class Mean(Kernel, op="MEAN"):
             output_zp=zp_out,
             multiplier=mult,
             shift=shift,
+            dtype=graph.tensor(node.outputs[0]).dtype,
         )
 
     def run(self, params: MeanParams, inputs: list[np.ndarray | None]) -> list[np.ndarray]:
@@ -92,10 +94,10 @@ class Mean(Kernel, op="MEAN"):
         p = params
         total = wrap_i32(as_i64(inputs[0]).sum(axis=p.axes, keepdims=p.keep_dims))
         if p.count == 0:
-            return [np.zeros(total.shape, np.int8)]
+            return [np.zeros(total.shape, p.dtype)]
         shifted = wrap_i32(total - p.input_zp * p.count)
         out = mbqm(shifted, p.multiplier, p.shift) + p.output_zp
-        return [clamp(out, -128, 127).astype(np.int8)]
+        return [clamp(out, QMIN[p.dtype], QMAX[p.dtype]).astype(p.dtype)]
 
     def run_float(self, node: Node, graph: Graph,
                   inputs: list[np.ndarray | None]) -> list[np.ndarray]:

@@ -2,7 +2,9 @@
 ``MulElementwise`` / ``BroadcastMul6DSlow``.
 
 The product of the zero-point-corrected inputs is rescaled once by
-``s1 * s2 / s_out`` (TFLite ``QuantizeMultiplier``, any sign of shift).
+``s1 * s2 / s_out`` (TFLite ``QuantizeMultiplier``, any sign of shift). int16 (16x8) uses
+the same formula (``MulElementwise<int16_t>``; the product of two int16 fits int32) and
+saturates to int16.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from microquant.ir.graph import Graph, Node
 from microquant.quant.primitives import quantize_multiplier
 from microquant.runtime.fixedpoint import as_i64, clamp, mbqm
 from microquant.runtime.kernel import Kernel
-from microquant.runtime.ops._binary import broadcast_shape, per_tensor
+from microquant.runtime.ops._binary import broadcast_shape, per_tensor, same_dtype
 from microquant.runtime.ops._common import activation_range, float_activation
 
 
@@ -28,6 +30,7 @@ class MulParams:
     output_shift: int  # left-shift exponent, may be positive
     act_min: int
     act_max: int
+    dtype: str = "int8"
 
 
 class Mul(Kernel, op="MUL"):
@@ -39,7 +42,8 @@ class Mul(Kernel, op="MUL"):
         mult, shift = quantize_multiplier(s1 * s2 / so)  # double, as CalculateOpDataMul
         act_min, act_max = activation_range(node.attrs.get("activation", "NONE"), graph,
                                             node.outputs[0])
-        return MulParams(-zp1, -zp2, zpo, mult, shift, act_min, act_max)
+        dtype = same_dtype(node, graph)
+        return MulParams(-zp1, -zp2, zpo, mult, shift, act_min, act_max, dtype)
 
     def run(self, params: MulParams, inputs: list[np.ndarray | None]) -> list[np.ndarray]:
         """Per element, in int32::
@@ -56,7 +60,7 @@ class Mul(Kernel, op="MUL"):
         x1, x2 = np.broadcast_arrays(as_i64(inputs[0]), as_i64(inputs[1]))
         prod = (x1 + p.input1_offset) * (x2 + p.input2_offset)
         raw = mbqm(prod, p.output_multiplier, p.output_shift) + p.output_offset
-        return [clamp(raw, p.act_min, p.act_max).astype(np.int8)]
+        return [clamp(raw, p.act_min, p.act_max).astype(p.dtype)]
 
     def run_float(self, node: Node, graph: Graph,
                   inputs: list[np.ndarray | None]) -> list[np.ndarray]:

@@ -2,6 +2,9 @@
 
 Output quantization is fixed: scale 1/128, zero point 0 (the kernel adds no output
 offset). The function is gemmlowp's fixed-point ``tanh`` on a Q4.27 input.
+
+int16 (16x8): input zero point 0, output fixed at scale 1/32768, zero point 0; the value is
+interpolated in TFLite's ``sigmoid(i/24)`` table as ``2 sigmoid(2x) - 1``.
 """
 
 from __future__ import annotations
@@ -13,17 +16,28 @@ from microquant.runtime import gemmlowp as gl
 from microquant.runtime.fixedpoint import as_i64, clamp, mbqm, rdbpot
 from microquant.runtime.kernel import Kernel
 from microquant.runtime.ops._binary import require_output
-from microquant.runtime.ops._sigmoid_common import INPUT_INTEGER_BITS, SigmoidParams, sigmoid_params
+from microquant.runtime.ops._int16 import rescale_sigmoid_input, sigmoid_lookup
+from microquant.runtime.ops._sigmoid_common import (
+    INPUT_INTEGER_BITS,
+    SigmoidInt16Params,
+    SigmoidParams,
+    sigmoid_int16_params,
+    sigmoid_params,
+)
 
 OUTPUT_FRACTIONAL_BITS = 7  # Q0.31 -> 1/128 steps: drop 31 - 7 bits
 
 
 class Tanh(Kernel, op="TANH"):
-    def prepare(self, node: Node, graph: Graph) -> SigmoidParams:
+    def prepare(self, node: Node, graph: Graph) -> SigmoidParams | SigmoidInt16Params:
+        if graph.tensor(node.inputs[0]).dtype == "int16":
+            require_output(node, graph, 1.0 / 32768, 0)
+            return sigmoid_int16_params(node, graph, (0, 1))
         require_output(node, graph, 1.0 / 128, 0)
         return sigmoid_params(node, graph)
 
-    def run(self, params: SigmoidParams, inputs: list[np.ndarray | None]) -> list[np.ndarray]:
+    def run(self, params: SigmoidParams | SigmoidInt16Params,
+            inputs: list[np.ndarray | None]) -> list[np.ndarray]:
         """Per element, int32::
 
             d   = x - zp_in;  d <= -radius -> -128;  d >= radius -> 127;  otherwise
@@ -32,6 +46,8 @@ class Tanh(Kernel, op="TANH"):
             out = clamp(RDBPOT(y, 24), -128, 127)
         """
         p = params
+        if isinstance(p, SigmoidInt16Params):
+            return [_tanh_int16(p, inputs[0])]
         d = as_i64(inputs[0]) - p.input_zero_point
         z = mbqm(d, p.input_multiplier, p.input_left_shift)
         y = gl.tanh(z, INPUT_INTEGER_BITS)
@@ -43,3 +59,17 @@ class Tanh(Kernel, op="TANH"):
     def run_float(self, node: Node, graph: Graph,
                   inputs: list[np.ndarray | None]) -> list[np.ndarray]:
         return [np.tanh(np.asarray(inputs[0], np.float32)).astype(np.float32)]
+
+
+def _tanh_int16(p: SigmoidInt16Params, x: np.ndarray) -> np.ndarray:
+    """Per element (int32 arithmetic as in TFLite)::
+
+        v = (x * m + round) >> shift          |v| >> 8 indexes the table (2x folded in)
+        r = t[i] << 8 + frac * (t[i+1] - t[i])  (i = |v| >> 8 < 255, else 0xFFFF << 8)
+        out = (r - 2**23 + 128) >> 8 for v >= 0, else (2**23 - r + 127) >> 8   (Q0.15)
+    """
+    v = rescale_sigmoid_input(x, p.input_multiplier, p.input_left_shift)
+    a = np.abs(v)
+    r = np.where((a >> 8) >= 255, 0xFFFF << 8, sigmoid_lookup(a, 8))
+    r = np.where(v >= 0, r - (1 << 23) + (1 << 7), -r + (1 << 23) + (1 << 7) - 1) >> 8
+    return (((r + (1 << 15)) & 0xFFFF) - (1 << 15)).astype(np.int16)

@@ -25,28 +25,47 @@ RNG_SEED = 1234
 FLOAT_BOUNDARY_OPS = {"QUANTIZE", "DEQUANTIZE"}
 
 
-def qtensor(name: str, shape: tuple[int, ...], scale: float | list[float] = 0.05,
-            zero_point: int | list[int] = 0, dtype: str = "int8", axis: int | None = None,
-            data: np.ndarray | None = None) -> Tensor:
+def qtensor(
+    name: str,
+    shape: tuple[int, ...],
+    scale: float | list[float] = 0.05,
+    zero_point: int | list[int] = 0,
+    dtype: str = "int8",
+    axis: int | None = None,
+    data: np.ndarray | None = None,
+) -> Tensor:
     """A quantized tensor (activation when ``data`` is None)."""
     return Tensor(name, shape, dtype, data, QuantParams(scale, zero_point, axis))
 
 
-def single_op_graph(op: str, inputs: list[Tensor], outputs: list[Tensor],
-                    attrs: dict[str, Any] | None = None) -> Graph:
+def single_op_graph(
+    op: str, inputs: list[Tensor], outputs: list[Tensor], attrs: dict[str, Any] | None = None
+) -> Graph:
     """Graph with one node; non-constant inputs become graph inputs."""
     g = Graph(name=op.lower())
     for t in inputs + outputs:
         g.add_tensor(t)
-    g.nodes.append(Node(op, [t.name for t in inputs], [t.name for t in outputs],
-                        dict(attrs or {}), name=op.lower()))
+    g.nodes.append(
+        Node(
+            op,
+            [t.name for t in inputs],
+            [t.name for t in outputs],
+            dict(attrs or {}),
+            name=op.lower(),
+        )
+    )
     g.inputs = [t.name for t in inputs if not t.is_const]
     g.outputs = [t.name for t in outputs]
     return g
 
 
-def random_int(shape: tuple[int, ...], dtype: str = "int8", seed: int = RNG_SEED,
-               low: int | None = None, high: int | None = None) -> np.ndarray:
+def random_int(
+    shape: tuple[int, ...],
+    dtype: str = "int8",
+    seed: int = RNG_SEED,
+    low: int | None = None,
+    high: int | None = None,
+) -> np.ndarray:
     info = np.iinfo(dtype)
     lo = info.min if low is None else low
     hi = info.max if high is None else high
@@ -60,7 +79,9 @@ class IntegerOnlyViolation(AssertionError):
 def _check_frame(frame: FrameType, op: str) -> None:
     for name, value in frame.f_locals.items():
         if isinstance(value, np.ndarray) and value.dtype.kind in "fc":
-            raise IntegerOnlyViolation(f"{op}: local {name!r} in {frame.f_code.co_name} is {value.dtype}")
+            raise IntegerOnlyViolation(
+                f"{op}: local {name!r} in {frame.f_code.co_name} is {value.dtype}"
+            )
         if isinstance(value, float | np.floating):
             raise IntegerOnlyViolation(f"{op}: local {name!r} in {frame.f_code.co_name} is a float")
 
@@ -76,7 +97,9 @@ def traced_run(kernel: Kernel, params: Any, inputs: list[np.ndarray | None]) -> 
             _check_frame(frame, kernel.op)
             if event == "return":
                 if isinstance(arg, np.ndarray) and arg.dtype.kind in "fc":
-                    raise IntegerOnlyViolation(f"{kernel.op}: {frame.f_code.co_name} returned {arg.dtype}")
+                    raise IntegerOnlyViolation(
+                        f"{kernel.op}: {frame.f_code.co_name} returned {arg.dtype}"
+                    )
         return local_trace
 
     def global_trace(frame: FrameType, event: str, arg: Any):
@@ -93,7 +116,9 @@ def traced_run(kernel: Kernel, params: Any, inputs: list[np.ndarray | None]) -> 
         sys.settrace(old)
 
 
-def run_reference(graph: Graph, inputs: list[np.ndarray], check_integer: bool = True) -> list[np.ndarray]:
+def run_reference(
+    graph: Graph, inputs: list[np.ndarray], check_integer: bool = True
+) -> list[np.ndarray]:
     """Run our reference runtime; when ``check_integer`` every kernel run is traced."""
     ev = Evaluator(graph, mode="int")
     if check_integer:
@@ -129,11 +154,12 @@ def check_against_tflm(graph: Graph, inputs: list[np.ndarray]) -> None:
     ours = run_reference(graph, inputs)
     theirs = run_tflm(graph, inputs)
     assert len(ours) == len(theirs)
-    for a, b in zip(ours, theirs):
+    for a, b in zip(ours, theirs, strict=True):
         b = np.asarray(b).reshape(a.shape)
         assert a.dtype == b.dtype, (a.dtype, b.dtype)
         if not np.array_equal(a, b):
             diff = np.abs(a.astype(np.int64) - b.astype(np.int64))
+            n_diff = int((diff > 0).sum())
             raise AssertionError(
-                f"{graph.name}: {int((diff > 0).sum())}/{diff.size} values differ, max {int(diff.max())}"
+                f"{graph.name}: {n_diff}/{diff.size} values differ, max {int(diff.max())}"
             )

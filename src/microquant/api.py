@@ -25,12 +25,14 @@ RUNTIMES = ("tflm", "litert", "ort", "reference")
 
 def quantize_onnx(model_path: str | Path, calib_path: str | Path,
                   calibration: str = DEFAULT_CALIBRATION, float_io: bool = False,
-                  progress: bool = True) -> Graph:
-    """Float ONNX + calibration ``.npz`` -> full-integer int8 TFLite-level graph.
+                  progress: bool = True, scheme: str = "int8") -> Graph:
+    """Float ONNX + calibration ``.npz`` -> full-integer TFLite-level graph.
 
     Pipeline: import -> normalize -> lower (NHWC, fused activations) -> calibrate
-    activation ranges with ONNX Runtime on the normalized graph -> quantize.
-    ``float_io`` keeps float32 model inputs/outputs (QUANTIZE/DEQUANTIZE inside).
+    activation ranges with ONNX Runtime on the normalized graph -> quantize with
+    ``scheme`` (a TFLite scheme of :data:`microquant.quant.schemes.SCHEMES`: ``int8``,
+    ``int16x8``, ``w4a8``). ``float_io`` keeps float32 model inputs/outputs
+    (QUANTIZE/DEQUANTIZE inside).
     """
     from microquant.quant.calib_data import load_calibration
     from microquant.quant.calibrate import calibrate
@@ -41,11 +43,77 @@ def quantize_onnx(model_path: str | Path, calib_path: str | Path,
         raise MicroquantError(
             f"unknown calibration {calibration!r}; choose from {', '.join(CALIBRATION_METHODS)}"
         )
+    quantize_fn = _tflite_scheme(scheme)
     normalized, lowered = load_onnx_lowered(model_path)
     shapes = [normalized.tensor(n).shape for n in normalized.inputs]
     calib = load_calibration(calib_path, list(normalized.inputs), shapes)
     ranges = calibrate(normalized, lowered, calib, calibration, progress)
-    return quantize_graph(lowered, ranges, float_io=float_io)
+    if quantize_fn is None:
+        return quantize_graph(lowered, ranges, float_io=float_io)
+    return quantize_fn(lowered, ranges, float_io=float_io)
+
+
+# Every scheme name the toolkit knows, by the format that runs it: TFLite Micro runs the
+# full-integer .tflite schemes, ONNX Runtime the ONNX ones (``int8``/``int16x8`` exist in
+# both; their natural home is the .tflite).
+TFLITE_SCHEME_NAMES = ("int8", "int16x8", "w4a8")
+ONNX_SCHEME_NAMES = ("int8", "int16x8", "fp16", "dynamic", "w4", "w2", "w1")
+SCHEME_NAMES = ("int8", "int16x8", "w4a8", "fp16", "dynamic", "w4", "w2", "w1")
+OUTPUT_FORMATS = {".tflite": "tflite", ".onnx": "onnx"}
+
+
+def available_schemes(fmt: str) -> tuple[str, ...]:
+    """Scheme names whose exporter for ``fmt`` (``"tflite"`` or ``"onnx"``) is installed."""
+    if fmt == "tflite":
+        try:
+            from microquant.quant.schemes import SCHEMES
+        except ImportError:
+            return ("int8",)
+        return tuple(s for s in SCHEME_NAMES if s in SCHEMES)
+    try:
+        from microquant.export.onnx_qdq import quantize_to_onnx  # noqa: F401
+        from microquant.quant.schemes_onnx import ALIASES, ONNX_SCHEMES
+    except ImportError:
+        return ()
+    return tuple(s for s in SCHEME_NAMES if ALIASES.get(s, s) in ONNX_SCHEMES)
+
+
+def output_format(out_path: str | Path) -> str:
+    """``"tflite"`` or ``"onnx"`` from the output file's suffix."""
+    suffix = Path(out_path).suffix.lower()
+    if suffix not in OUTPUT_FORMATS:
+        raise MicroquantError(f"output must end in .tflite (TFLite Micro) or .onnx (ONNX "
+                              f"Runtime), got {Path(out_path).name!r}")
+    return OUTPUT_FORMATS[suffix]
+
+
+def check_scheme(scheme: str, fmt: str) -> None:
+    """Raise a one-line :class:`MicroquantError` when ``scheme`` is unknown, not installed
+    or cannot be expressed in ``fmt``."""
+    if scheme not in SCHEME_NAMES:
+        raise MicroquantError(f"unknown scheme {scheme!r}; choose from {', '.join(SCHEME_NAMES)}")
+    home = TFLITE_SCHEME_NAMES if fmt == "tflite" else ONNX_SCHEME_NAMES
+    if scheme not in home:
+        other = "an .onnx" if fmt == "tflite" else "a .tflite"
+        raise MicroquantError(f"scheme {scheme!r} cannot be written as .{fmt} "
+                              f"({', '.join(home)} can); use {other} output")
+    if scheme not in available_schemes(fmt):
+        raise MicroquantError(f"scheme {scheme!r} for .{fmt} output is not available in this "
+                              "installation yet")
+
+
+def _tflite_scheme(scheme: str) -> Any:
+    """The TFLite scheme's quantize function (``None``: the built-in int8 path)."""
+    if scheme == "int8":
+        try:
+            from microquant.quant.schemes import SCHEMES
+        except ImportError:
+            return None
+        return SCHEMES.get("int8")
+    check_scheme(scheme, "tflite")
+    from microquant.quant.schemes import SCHEMES
+
+    return SCHEMES[scheme]
 
 
 def to_tflite_bytes(graph: Graph) -> bytes:

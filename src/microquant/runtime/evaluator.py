@@ -36,9 +36,7 @@ BOUNDARY_OPS = ("QUANTIZE", "DEQUANTIZE")
 
 def is_quantized(graph: Graph) -> bool:
     """True when any activation tensor carries integer data (the graph runs ``run``)."""
-    return any(
-        t.dtype in ("int8", "int16") and not t.is_const for t in graph.tensors.values()
-    )
+    return any(t.dtype in ("int8", "int16") and not t.is_const for t in graph.tensors.values())
 
 
 def _is_float_node(node: Node, graph: Graph) -> bool:
@@ -70,7 +68,7 @@ class Evaluator:
         if not isinstance(feeds, Mapping):
             if len(feeds) != len(g.inputs):
                 raise MicroquantError(f"model takes {len(g.inputs)} inputs, got {len(feeds)}")
-            feeds = dict(zip(g.inputs, feeds))
+            feeds = dict(zip(g.inputs, feeds, strict=True))
         values: dict[str, np.ndarray | None] = {"": None}
         for name in g.inputs:
             if name not in feeds:
@@ -78,7 +76,9 @@ class Evaluator:
             t = g.tensor(name)
             arr = np.asarray(feeds[name])
             if arr.size != t.size:
-                raise MicroquantError(f"input {name!r} has {arr.size} values, expected shape {t.shape}")
+                raise MicroquantError(
+                    f"input {name!r} has {arr.size} values, expected shape {t.shape}"
+                )
             values[name] = arr.reshape(t.shape).astype(t.dtype, copy=False)
         for name, t in g.tensors.items():
             if t.is_const:
@@ -89,13 +89,13 @@ class Evaluator:
         """Every tensor's value after one invocation, by name."""
         values = self._feeds(feeds)
         g = self.graph
-        for i, (kernel, node) in enumerate(zip(self.kernels, g.nodes)):
+        for i, (kernel, node) in enumerate(zip(self.kernels, g.nodes, strict=True)):
             ins = [values[name] for name in node.inputs]
             if not self.float_nodes[i]:
                 outs = kernel.run(self.params[i], ins)
             else:
                 outs = kernel.run_float(node, g, ins)
-            for name, arr in zip(node.outputs, outs):
+            for name, arr in zip(node.outputs, outs, strict=True):
                 t = g.tensor(name)
                 values[name] = np.asarray(arr).reshape(t.shape).astype(t.dtype, copy=False)
         return values

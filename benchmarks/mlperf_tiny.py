@@ -2,7 +2,8 @@
 
 Measures, side by side in one run (needs ../shared):
   1. every model quantizes; reference runtime vs TFLite Micro bit-exact over >= 100 inputs;
-  2. file size of our .tflite vs MLCommons' reference int8 .tflite;
+  2. file size of our .tflite (default per-channel weights, and with --per-tensor weights as
+     the TFLite converter uses for FULLY_CONNECTED) vs MLCommons' reference int8 .tflite;
   3. keyword spotting top-1 on held-out data (2-fold: calibrate on one half of
      kws01_calib.npz, evaluate on the other, then swap) - float (ONNX Runtime), ours (TFLite
      Micro), MLCommons' reference int8 (TFLite Micro), ONNX Runtime quantize_static (default
@@ -60,9 +61,11 @@ def save_npz(path: Path, **arrays: np.ndarray) -> Path:
 
 
 def quantize_to(onnx_path: Path, calib: Path, out: Path,
-                calibration: str = api.DEFAULT_CALIBRATION) -> tuple[Path, float]:
+                calibration: str = api.DEFAULT_CALIBRATION,
+                per_channel: bool = True) -> tuple[Path, float]:
     t0 = time.perf_counter()
-    graph = api.quantize_onnx(onnx_path, calib, calibration=calibration, progress=False)
+    graph = api.quantize_onnx(onnx_path, calib, calibration=calibration, progress=False,
+                              per_channel=per_channel)
     api.save_tflite(graph, out)
     return out, time.perf_counter() - t0
 
@@ -101,6 +104,10 @@ def bench_models(shared: Path, out: Path, n_verify: int) -> list[dict]:
         verify_x = kws["x"] if kind == "kws" else synthetic(kind, shape, n_verify, seed=1)
         vdata = save_npz(out / f"{model}_verify.npz", **{name: verify_x})
         v = api.verify(tfl, data_path=vdata)
+        # The TFLite converter's choice for FULLY_CONNECTED: one weight scale per tensor.
+        tfl_pt, _ = quantize_to(onnx_path, calib, out / f"{model}_per_tensor.tflite",
+                                per_channel=False)
+        v_pt = api.verify(tfl_pt, data_path=vdata)
         rows.append({
             "model": model,
             "quantize_s": round(secs, 2),
@@ -110,6 +117,8 @@ def bench_models(shared: Path, out: Path, n_verify: int) -> list[dict]:
             "size_B": tfl.stat().st_size,
             "reference_size_B": ref.stat().st_size,
             "size_ok": tfl.stat().st_size <= ref.stat().st_size,
+            "per_tensor_size_B": tfl_pt.stat().st_size,
+            "per_tensor_bit_exact": f"{v_pt['bit_exact']}/{v_pt['total']}",
         })
     return rows
 

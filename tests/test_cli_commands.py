@@ -68,6 +68,20 @@ def test_tflite_schemes_are_bit_exact_in_tflm(scheme, act, files, capsys, tmp_pa
     assert e["accuracy"] >= 0.8  # labels = float top-1, so this is agreement with float
 
 
+def test_per_tensor_int8_tflite_is_bit_exact(files, capsys, tmp_path):
+    out = tmp_path / "pt.tflite"
+    code, r = run_json(capsys, ["quantize", str(files["model"]), "--calib", str(files["calib"]),
+                                "--per-tensor", "-o", str(out)])
+    assert code == 0
+    from microquant.ir.tflite_io import read_tflite
+
+    g = read_tflite(out.read_bytes())
+    weights = [g.tensor(n.inputs[1]) for n in g.nodes if n.op in ("CONV_2D", "FULLY_CONNECTED")]
+    assert weights and all(w.quant.scale.size == 1 for w in weights)
+    code, v = run_json(capsys, ["verify", str(out), "--data", str(files["data"])])
+    assert code == 0 and v["bit_exact"] == v["total"] == 30
+
+
 def test_w4a8_is_smaller_than_int8(files, capsys, tmp_path):
     out = tmp_path / "w4a8.tflite"
     assert main(["quantize", str(files["model"]), "--calib", str(files["calib"]),
@@ -129,7 +143,8 @@ BAD_QUANTIZE = {
     "group_on_int8": (["--scheme", "int8", "--group-size", "9", "--calib", "{calib}"],
                       "o.onnx", "--group-size"),
     "asym_tflite": (["--asymmetric", "--calib", "{calib}"], "o.tflite", "--asymmetric"),
-    "per_tensor_tflite": (["--per-tensor", "--calib", "{calib}"], "o.tflite", "--per-tensor"),
+    "per_tensor_tflite": (["--scheme", "int16x8", "--per-tensor", "--calib", "{calib}"],
+                          "o.tflite", "--per-tensor"),
     "no_calib_tflite": (["--scheme", "int16x8"], "o.tflite", "--calib"),
     "no_calib_onnx_int8": (["--scheme", "int8"], "o.onnx", "--calib"),
     "float_io_onnx": (["--scheme", "fp16", "--float-io"], "o.onnx", "--float-io"),

@@ -39,11 +39,12 @@ def _check(args: argparse.Namespace, fmt: str) -> None:
         raise MicroquantError(f"--group-size applies to the weight-only schemes "
                               f"({', '.join(WEIGHT_ONLY)}), not to {args.scheme!r}")
     if fmt == "tflite":
-        if args.symmetric is False or args.per_channel is False:
-            flag = "--asymmetric" if args.symmetric is False else "--per-tensor"
-            raise MicroquantError(f"{flag} cannot be expressed in .tflite: TFLite Micro's "
-                                  "kernels take symmetric per-channel weights; use an .onnx "
-                                  "output")
+        if args.symmetric is False:
+            raise MicroquantError("--asymmetric cannot be expressed in .tflite: TFLite Micro's "
+                                  "int8 kernels take symmetric weights; use an .onnx output")
+        if args.per_channel is False and args.scheme != "int8":
+            raise MicroquantError(f"--per-tensor with .tflite output is available for scheme "
+                                  f"'int8' only, not {args.scheme!r}")
         if args.calib is None:
             raise MicroquantError(f"scheme {args.scheme!r} needs calibration data: "
                                   "--calib CALIB.npz")
@@ -88,7 +89,7 @@ def _to_tflite(args: argparse.Namespace, out: Path) -> tuple[str, dict[str, Any]
 
     graph = api.quantize_onnx(args.model, args.calib, calibration=args.calibration,
                               float_io=args.float_io, progress=progress(args),
-                              scheme=args.scheme)
+                              scheme=args.scheme, per_channel=args.per_channel is not False)
     data = api.to_tflite_bytes(graph)
     api.write_file_atomic(data, out)
     c_files: list[str] = []
@@ -199,7 +200,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     gran.add_argument("--per-channel", dest="per_channel", action="store_true", default=None,
                       help="one weight scale per output channel (default)")
     gran.add_argument("--per-tensor", dest="per_channel", action="store_false",
-                      help="one weight scale per tensor (.onnx only)")
+                      help="one weight scale per tensor (smaller file, usually less "
+                           "accurate; .tflite: int8 scheme)")
     q.add_argument("--float-io", action="store_true",
                    help=".tflite: keep float32 model inputs/outputs (QUANTIZE/DEQUANTIZE inside)")
     q.add_argument("--c-array", metavar="DIR",

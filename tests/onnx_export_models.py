@@ -144,19 +144,24 @@ def samples(model_or_graph, n: int, seed: int = 0, positive: bool = False) -> np
     return x.astype(np.float32)
 
 
-def session(model: onnx.ModelProto | bytes, optimized_path: str | None = None):
+def session(model: onnx.ModelProto | bytes, optimized_path: str | None = None,
+            basic: bool = False):
+    """ONNX Runtime CPU session; ``basic``: constant folding only, no fusions (exact
+    float semantics of the exported graph)."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
+    if basic:
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
     if optimized_path:
         opts.optimized_model_filepath = optimized_path
     data = model if isinstance(model, bytes) else model.SerializeToString()
     return ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
 
 
-def run(model, xs: np.ndarray) -> np.ndarray:
-    s = session(model)
+def run(model, xs: np.ndarray, basic: bool = False) -> np.ndarray:
+    s = session(model, basic=basic)
     name = s.get_inputs()[0].name
     return np.concatenate([s.run(None, {name: x})[0] for x in xs])
 

@@ -74,12 +74,15 @@ def test_nbit_quantization_grids():
 
 @pytest.mark.parametrize("scheme,bits", [("w4", 4), ("w2", 2), ("w1", 1)])
 @pytest.mark.parametrize("symmetric", [True, False])
-def test_weight_only_decodes_to_exactly_the_quantized_weights(scheme, bits, symmetric):
+@pytest.mark.parametrize("make", [encoder, mlp])
+def test_weight_only_decodes_to_exactly_the_quantized_weights(scheme, bits, symmetric, make):
     """The exported model (INT4 DequantizeLinear / packed + decoded) equals the float
-    model whose weights are replaced by the NumPy dequantized values."""
+    model whose weights are replaced by the NumPy dequantized values (MatMul [K, N] and
+    Gemm(transB=1) [N, K] weights, the latter stored transposed for w4). ORT runs with
+    basic optimizations: its MatMulNBits fusion quantizes activations (accuracy level 4)."""
     if bits == 1 and not symmetric:
         pytest.skip("1-bit asymmetric: codes {0, 1} with zero point 0 or 1 - covered by 2")
-    g = normalized(encoder())
+    g = normalized(make())
     q = export_qdq(g, None, scheme, symmetric_weights=symmetric, group_size=16)
     ref = g.copy()
     for name, use in find_weights(g).items():
@@ -90,7 +93,8 @@ def test_weight_only_decodes_to_exactly_the_quantized_weights(scheme, bits, symm
         deq = np.moveaxis(qw.dequantize().reshape(moved), 0, use.out_axis)
         ref.tensors[name].data = deq.astype(np.float32)
     xs = samples(g, 2, seed=5)
-    np.testing.assert_allclose(run(q, xs), run(to_onnx(ref), xs), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(run(q, xs, basic=True), run(to_onnx(ref), xs),
+                               rtol=1e-4, atol=1e-4)
 
 
 def test_groups_beat_per_channel_and_packed_graph_folds_at_load(tmp_path):
@@ -106,6 +110,17 @@ def test_groups_beat_per_channel_and_packed_graph_folds_at_load(tmp_path):
     session(export_qdq(g, None, "w2", group_size=32), optimized_path=path)
     ops = Counter(n.op_type for n in onnx.load(path).graph.node)
     assert not {"BitShift", "Split", "Cast", "Mul"} & set(ops), ops  # decoded at load
+
+
+@pytest.mark.parametrize("group_size", [None, 16])
+def test_w4_matmul_weights_fuse_into_matmulnbits(group_size, tmp_path):
+    path = str(tmp_path / "opt.onnx")
+    session(export_qdq(normalized(encoder()), None, "w4", group_size=group_size),
+            optimized_path=path)
+    ops = Counter(n.op_type for n in onnx.load(path).graph.node)
+    assert ops["MatMulNBits"] == 6 and "DequantizeLinear" not in ops, ops
+    xs = samples(normalized(encoder()), 4, seed=3)
+    assert sqnr_db(run(encoder(), xs), run(onnx.load(path), xs)) > 15
 
 
 def test_w4_uses_int4_dequantize_linear_at_opset_21():

@@ -89,10 +89,9 @@ def activation_ranges(onnx_graph: Graph, calib: Mapping[str, np.ndarray],
     """
     from microquant.quant.calibrate import calibrate
 
-    names = list(onnx_graph.inputs) + [
-        o for n in onnx_graph.nodes for o in n.outputs
-        if o and onnx_graph.tensor(o).dtype.startswith("float")
-    ]
+    names = [n for n in onnx_graph.inputs if onnx_graph.tensor(n).dtype.startswith("float")]
+    names += [o for n in onnx_graph.nodes for o in n.outputs
+              if o and onnx_graph.tensor(o).dtype.startswith("float")]
     probe = Graph(meta={"calib_source": {n: n for n in names}})
     return calibrate(onnx_graph, probe, calib, method, progress)
 

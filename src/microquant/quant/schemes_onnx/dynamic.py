@@ -56,10 +56,10 @@ def _export_dynamic(graph: Graph, wq_max: int, per_channel: bool) -> onnx.ModelP
             if n.attrs.get("transB", 0):
                 data = data.T
             data = data * np.float32(n.attrs.get("alpha", 1.0))
-            if bias is not None:
+            if bias is not None and bias.size in (1, data.shape[1]):
                 bias = bias * np.float32(n.attrs.get("beta", 1.0))
             elif len(n.inputs) > 2 and n.inputs[2]:
-                nodes.append(proto)  # activation bias: leave the node float
+                nodes.append(proto)  # activation or full-matrix bias: leave the node float
                 continue
         axis = (0 if n.op == "Conv" else 1) if per_channel else None
         q, s, _ = weight_qparams(data, axis, wq_max, symmetric=True)

@@ -7,8 +7,10 @@ constants are stored as float16 (next to 1-4 bit weights their precision is irre
 
 * ``w4`` - native ONNX: an INT4 (symmetric) or UINT4 (asymmetric) initializer, two codes
   per byte, read by ``DequantizeLinear`` (opset 21): per channel along the weight's own
-  output axis, or blocked (``block_size = group_size``) on the ``[C, K]`` view followed by
-  ``Reshape``/``Transpose``. Any opset-21 runtime reads it; ORT can fuse it with MatMul.
+  output axis, or blocked (``block_size = group_size``). 2-D weights are stored ``[K, N]``
+  (Gemms reading a ``[N, K]`` weight with ``transB=1`` are switched to ``transB=0``) and
+  blocked along K: the form ONNX Runtime fuses into ``MatMulNBits``. Conv weights are
+  blocked on their ``[C, K]`` view followed by ``Reshape``. Any opset-21 runtime reads it.
 * ``w2`` / ``w1`` - ONNX has no 2-/1-bit type, so the codes of *all* weights are
   bit-packed into a single uint8 initializer (:func:`~.onnx_weights.pack_bits`) and
   decoded by standard ops, once for the whole model::
@@ -65,8 +67,13 @@ def export_weight_only(graph: Graph, bits: int, group_size: int | None = None,
     b = Builder(base)
     blobs = HalfBlobs(b)
     if bits == 4:
+        flipped = _flip_gemms(graph, base, weights) if per_channel or group_size else set()
         for name, qw in quantized.items():
-            _dq_int4(b, blobs, weights[name], graph.const(name).shape, qw)
+            shape = graph.const(name).shape
+            use = weights[name]
+            if name in flipped:  # stored as [K, N] for a Gemm(transB=0)
+                shape, use = shape[::-1], WeightUse(name, 1, use.node)
+            _dq_int4(b, blobs, use, shape, qw)
     else:
         _unpack_all(b, blobs, weights, quantized,
                     {n: graph.const(n).shape for n in weights})
@@ -87,6 +94,30 @@ def _scheme(bits: int):
 
 
 w4, w2, w1 = _scheme(4), _scheme(2), _scheme(1)
+
+
+def _flip_gemms(graph: Graph, base: onnx.ModelProto, weights: dict[str, WeightUse]
+                ) -> set[str]:
+    """Weights read only by ``Gemm(transB=1)`` nodes: switch those nodes to ``transB=0`` (in
+    ``base``) so the weight can be stored as ``[K, N]``, the layout ONNX Runtime fuses
+    with its ``DequantizeLinear`` into ``MatMulNBits`` (4-bit GEMM, no float weights)."""
+    readers: dict[str, list[int]] = {}
+    for i, n in enumerate(graph.nodes):
+        for k, inp in enumerate(n.inputs):
+            readers.setdefault(inp, []).append(i if k == 1 and n.op == "Gemm" else -1)
+    flipped = set()
+    for name, use in weights.items():
+        idx = readers.get(name, [])
+        if (use.out_axis != 0 or not idx or -1 in idx
+                or any(not graph.nodes[i].attrs.get("transB", 0) for i in idx)):
+            continue
+        for i in idx:
+            node = base.graph.node[i]
+            for a in node.attribute:
+                if a.name == "transB":
+                    a.i = 0
+        flipped.add(name)
+    return flipped
 
 
 def _moved(shape: tuple[int, ...], axis: int) -> tuple[int, ...]:
@@ -121,6 +152,17 @@ def _dq_int4(b: Builder, blobs: HalfBlobs, use: WeightUse, shape: tuple[int, ...
         vals, dtype = qw.codes.astype(np.int16), TensorProto.UINT4
     zps = qw.zero_point.astype(np.int16)
     sf = b.fresh(f"{name}__scale")
+    if len(shape) == 2 and use.out_axis == 1 and c == shape[1] and qw.groups > 1:
+        # [K, N] blocked along K: the DequantizeLinear form MatMulNBits fusion expects
+        qn = b.init_proto(f"{name}__int4", lambda n: _int4_tensor(n, dtype, vals.T))
+        blobs.add(sf, qw.scale.T)  # [G, N]
+        inputs = [qn, sf]
+        if not qw.symmetric:
+            inputs.append(b.init_proto(f"{name}__zero_point",
+                                       lambda n: _int4_tensor(n, dtype, zps.T)))
+        b.prefix.append(b.node("DequantizeLinear", inputs, [name], axis=0,
+                               block_size=k // qw.groups))
+        return
     if qw.groups == 1 and c == shape[use.out_axis]:
         # per channel: codes in the weight's own layout, DequantizeLinear along its axis
         own = np.moveaxis(vals.reshape(_moved(shape, use.out_axis)), 0, use.out_axis)

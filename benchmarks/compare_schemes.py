@@ -24,6 +24,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+from mlperf_tiny import synthetic  # same input domains as the main MLPerf Tiny benchmark
 
 from microquant import api
 from microquant.report.compare import compare_schemes
@@ -34,15 +35,6 @@ SCHEMES = ["int8", "int16x8", "w4a8", "fp16", "dynamic", "w4", "w2", "w1"]
 SIZE_BARS = {"int8": 0.26, "fp16": 0.52, "w4": 0.14, "w2": 0.08}
 SIZE_BAR_MODELS = ("vww_mobilenetv1", "ad_autoencoder")
 DOMAIN = {"ic_resnet8": "pixels", "vww_mobilenetv1": "unit", "ad_autoencoder": "normal"}
-
-
-def synthetic(kind: str, shape: tuple[int, ...], n: int, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    if kind == "pixels":
-        return rng.integers(0, 256, size=(n, *shape)).astype(np.float32)
-    if kind == "unit":
-        return rng.random((n, *shape), dtype=np.float32)
-    return rng.standard_normal((n, *shape)).astype(np.float32)
 
 
 def mlperf_inputs(shared: Path, model: str, work: Path, samples: int) -> tuple[Path, Path, Path]:

@@ -119,10 +119,12 @@ def _dq_nodes(path) -> list[tuple[int, dict]]:
             for n in m.graph.node if n.op_type == "DequantizeLinear"]
 
 
+# Per-channel scales run along each weight's output-channel axis: 0 for Conv's [Co, Ci, kh,
+# kw], 1 for a MatMul weight stored [K, N].
 @pytest.mark.parametrize("extra, check", [
-    ([], lambda k, a: k == 2 and a.get("axis") == 0 and "block_size" not in a),
+    ([], lambda k, a: k == 2 and a.get("axis") in (0, 1) and "block_size" not in a),
     (["--per-tensor"], lambda k, a: k == 2 and "axis" not in a),
-    (["--asymmetric"], lambda k, a: k == 3 and a.get("axis") == 0),  # with zero points
+    (["--asymmetric"], lambda k, a: k == 3 and a.get("axis") in (0, 1)),  # with zero points
     (["--group-size", "9"], lambda k, a: a.get("block_size") == 9),
 ])
 def test_onnx_weight_options_reach_the_file(extra, check, files, capsys, tmp_path):

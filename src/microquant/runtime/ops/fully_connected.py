@@ -3,9 +3,14 @@
 
 Inputs ``x [..., K]`` (flattened to ``[batches, K]``), ``w [N, K]`` int8, optional
 ``b [N]`` int32. Weights with more than one scale take the per-channel path (TFLM supports it
-since 2024); a single scale takes the per-tensor path, whose multiplier TFLM computes from
-the *float32* product ``s_in * s_w`` (``GetQuantizedConvolutionMultipler``) - different
-from the per-channel path's double product, and reproduced here.
+since 2024); a single scale takes the per-tensor path. Both derive the multiplier the same
+way, ``QuantizeMultiplier(double(s_in) * double(s_w) / double(s_out))`` - the per-channel
+formula of ``PopulateConvolutionQuantizationParams``. (TFLite's older
+``GetQuantizedConvolutionMultipler`` multiplies the two float32 scales in float32 first; that
+multiplier is a few ulps off and flips rounding ties - about 1% of the MLCommons AD
+autoencoder's outputs - and the pinned TFLM build does not use it: ``tests/test_ops_ties.py``
+tells the two apart against the interpreter.) Both paths rescale with the double-rounding
+:func:`~microquant.runtime.fixedpoint.mbqm`.
 
 16x8 (int16 ``x``/``y``, zero point 0): int64 accumulator and int64 bias, rescaled by
 :func:`~microquant.runtime.ops._int16.mbqm64`, as TFLM's int16 ``FullyConnected``.
@@ -47,9 +52,10 @@ class FullyConnectedParams:
 
 
 def _per_tensor_multiplier(graph: Graph, x: str, w: str, y: str) -> tuple[int, int]:
-    # float32 * float32 first, then promoted: exactly TFLM's per-tensor formula.
-    product = np.float32(qparams(graph, x).scale[0]) * np.float32(qparams(graph, w).scale[0])
-    return quantize_multiplier(float(product) / float(np.float32(qparams(graph, y).scale[0])))
+    # Each float32 scale promoted to double before the product (not float32 * float32).
+    s_in = float(np.float32(qparams(graph, x).scale[0]))
+    s_w = float(np.float32(qparams(graph, w).scale[0]))
+    return quantize_multiplier(s_in * s_w / float(np.float32(qparams(graph, y).scale[0])))
 
 
 class FullyConnected(Kernel, op="FULLY_CONNECTED"):

@@ -1,5 +1,6 @@
 """``microquant fit MODEL [--target NAME ...] [--target-file F.toml] [--reserve-ram 64KB]
-[--reserve-flash 256KB]``: does the model fit these microcontrollers (flash and RAM)?"""
+[--reserve-flash 256KB] [--runtime c|tflm] [--measure]``: does the model fit these
+microcontrollers (flash and RAM)?"""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ def run(args: argparse.Namespace) -> Result:
         check_output_file(args.plot)
     r = fit_cli(args.model, args.target or None, args.target_file,
                 reserve_ram=args.reserve_ram, reserve_flash=args.reserve_flash,
-                strategy=args.strategy)
+                strategy=args.strategy, runtime=args.runtime, measure=args.measure)
     r = {"command": "fit", **r, "plot": None}
     text = format_fit(r)
     if args.plot is not None:
@@ -69,6 +70,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     f.add_argument("--strategy", choices=("optimized", "greedy"), default="optimized",
                    help="arena planner: optimized (microquant's C export) or greedy (what "
                         "TFLite Micro plans); default: optimized")
+    f.add_argument("--runtime", choices=("c", "tflm"), default="c",
+                   help="deployment to size for a .tflite: c (microquant's standalone C "
+                        "export, default) or tflm (TensorFlow Lite Micro interpreter)")
+    f.add_argument("--measure", action="store_true",
+                   help="c runtime: build the firmware with arm-none-eabi-gcc and report its "
+                        "measured size instead of the estimate (needs the toolchain)")
     f.add_argument("--plot", metavar="PATH.png",
                    help="write the activation memory over time (greedy vs optimized plan)")
     add_json(f)

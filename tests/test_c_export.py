@@ -297,6 +297,83 @@ def test_export_c_cli_summary(tmp_path):
         export_c_cli(tmp_path / "missing.tflite", tmp_path / "c")
 
 
+
+def _const_objects(src: str) -> tuple[list[tuple[str, int]], list[str]]:
+    import re
+
+    arrays = re.findall(r"static const (int8_t|int32_t) \w+\[(\d+)\] = \{", src)
+    structs = re.findall(r"static const (mq_\w+) \w+ = \{", src)
+    return [(t, int(n)) for t, n in arrays], structs
+
+
+def test_const_bytes_count_whole_structs():
+    # const_bytes is each array word-rounded plus each parameter struct at its ARM sizeof
+    # (fixed arrays inside included), and every struct the generator emits is in the table.
+    from microquant.export.c.c_model import generate
+    from microquant.export.c.sizes import STRUCT_BYTES
+
+    seen = set()
+    for name, build in CASES:
+        g = build()[0]
+        try:
+            model = generate(g)
+        except MicroquantError:
+            continue  # an op or dtype the C export does not take
+        arrays, structs = _const_objects(model.source)
+        assert set(structs) <= set(STRUCT_BYTES), name
+        seen.update(structs)
+        expect = sum((n * (1 if t == "int8_t" else 4) + 3) // 4 * 4 for t, n in arrays)
+        expect += sum(STRUCT_BYTES[s] for s in structs)
+        assert model.const_bytes == expect, name
+        assert f"constants {expect} bytes (flash)" in model.source
+    assert {"mq_conv_params", "mq_add_params", "mq_mean_params"} <= seen
+
+
+def test_export_c_cli_flash_is_the_footprint_estimate(tmp_path):
+    from microquant.targets.deploy import c_footprint
+
+    for case in ("fc_per_channel", "relu_same_qparams"):
+        g, _ = dict(CASES)[case]()
+        model = tmp_path / f"{case}.tflite"
+        model.write_bytes(write_tflite(g))
+        summary = export_c_cli(model, tmp_path / case)
+        fp = c_footprint(read_tflite(model.read_bytes()))
+        assert summary["flash_bytes_estimate"] == fp.flash_total
+        assert summary["const_bytes"] == fp.const_data
+        assert summary["arena_bytes"] == fp.arena
+
+
+@needs_arm
+@pytest.mark.parametrize("cpu", ["cortex-m4", "cortex-m0plus"])
+def test_struct_bytes_are_the_arm_sizeof(tmp_path, cpu):
+    import subprocess
+
+    from microquant.export.c.c_model import library_source
+    from microquant.export.c.sizes import STRUCT_BYTES
+
+    (tmp_path / "mq_kernels.h").write_text(library_source("mq_kernels.h"))
+    checks = "".join(f"_Static_assert(sizeof({t}) == {n}, \"{t}\");\n"
+                     for t, n in STRUCT_BYTES.items())
+    (tmp_path / "sizes.c").write_text(f'#include "mq_kernels.h"\n{checks}')
+    r = subprocess.run(["arm-none-eabi-gcc", *tc.CPU_FLAGS[cpu], "-std=c11", "-c",
+                        "-o", str(tmp_path / "sizes.o"), str(tmp_path / "sizes.c")],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+
+
+@needs_arm
+def test_export_c_cli_flash_estimate_is_close_to_the_linked_firmware(tmp_path):
+    # A one-layer model: the estimate is mostly code and start-up, not weights.
+    from microquant.targets.deploy import measure_firmware
+
+    g, _ = dict(CASES)["fc_per_channel"]()
+    model = tmp_path / "fc.tflite"
+    model.write_bytes(write_tflite(g))
+    summary = export_c_cli(model, tmp_path / "c")
+    size = measure_firmware(read_tflite(model.read_bytes()), tmp_path / "fw")
+    assert abs(summary["flash_bytes_estimate"] - size["flash"]) <= 0.05 * size["flash"]
+
+
 # -- MLPerf Tiny ------------------------------------------------------------------------------
 
 

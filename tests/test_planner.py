@@ -584,3 +584,25 @@ def test_greedy_reproduces_tflm_arena_float(tmp_path):
     greedy = plan_memory(g, "greedy")
     assert greedy.arena_size == _tflm_head(g)
     assert plan_memory(g, "optimized").arena_size < greedy.arena_size
+
+
+def test_split_modules_keep_the_planner_namespace():
+    # planner.py re-exports the pieces it was split into; each one behaves on its own.
+    from microquant.targets import inplace, placement, planner, reorder
+    from microquant.targets import lifetimes as lt
+
+    for name in planner.__all__:
+        assert hasattr(planner, name), name
+    assert planner.lifetimes is lt.lifetimes and planner.min_shift is inplace.min_shift
+    # two same-size tensors, one step apart: TFLM's first-fit stacks them; an in-place
+    # pair (min_shift 0) lets the second sit on the first.
+    p = placement.Problem(["a", "b"], {"a": 64, "b": 64}, {"a": (0, 1), "b": (1, 2)}, {})
+    assert placement.first_fit(p, ["a", "b"]) == {"a": 0, "b": 64}
+    q = placement.Problem(p.names, p.size, p.life, {("b", "a"): 0})
+    assert placement.first_fit(q, ["a", "b"]) == {"a": 0, "b": 0}
+    assert placement.lower_bound(p, 3) == 128 and placement.lower_bound(q, 3) == 64
+    # a residual block: the memory-aware order is a valid topological order
+    g, _ = residual_graph()
+    order = reorder.memory_aware_order(g)
+    assert sorted(order) == list(range(len(g.nodes)))
+    check_plan(g, plan_memory(g, "optimized", order=order))

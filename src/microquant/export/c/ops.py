@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from microquant.errors import MicroquantError
+from microquant.export.c.sizes import const_data_bytes
 from microquant.ir.graph import Graph, Node
 from microquant.runtime.fixedpoint import wrap_i32
 from microquant.runtime.kernel import get_kernel
@@ -62,18 +63,6 @@ def _init(fields: dict[str, Any]) -> str:
     return "{" + ", ".join(parts) + "}"
 
 
-def _count_fields(fields: dict[str, Any]) -> int:
-    n = 0
-    for v in fields.values():
-        if isinstance(v, dict):
-            n += _count_fields(v)
-        elif isinstance(v, list | tuple):
-            n += max(len(v), 1)
-        else:
-            n += 1
-    return n
-
-
 def _as_i32(values: np.ndarray) -> np.ndarray:
     return wrap_i32(np.asarray(values, dtype=np.int64)).astype(np.int32)
 
@@ -86,10 +75,15 @@ class Emitter:
         self.prefix = prefix
         self.offsets = offsets
         self.defs: list[str] = []
-        self.const_bytes = 0
         self.scratch_bytes = 0
         self._count = 0
         self._const_data: dict[str, str] = {}
+
+    @property
+    def const_bytes(self) -> int:
+        """Flash bytes of the const objects so far (:func:`.sizes.const_data_bytes`: arrays
+        word-rounded, structs at their ARM ``sizeof``, fixed arrays inside included)."""
+        return const_data_bytes("".join(self.defs))
 
     def name(self, kind: str) -> str:
         self._count += 1
@@ -98,13 +92,11 @@ class Emitter:
     def array(self, ctype: str, kind: str, values: np.ndarray) -> str:
         name = self.name(kind)
         self.defs.append(c_array(ctype, name, values))
-        self.const_bytes += int(np.size(values)) * {"int8_t": 1, "int32_t": 4}[ctype]
         return name
 
     def struct(self, ctype: str, kind: str, fields: dict[str, Any]) -> str:
         name = self.name(kind)
         self.defs.append(c_struct(ctype, name, fields))
-        self.const_bytes += 4 * _count_fields(fields)  # int32 fields, 32-bit pointers
         return name
 
     def ptr(self, tensor: str) -> str:

@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> Result:
                             + (f" (+{r['scratch_bytes']:,} scratch)"
                                if r.get("scratch_bytes") else ""),
         "constant data": f"{r['const_bytes']:,} bytes",
-        "flash estimate": f"{r['flash_bytes_estimate']:,} bytes (data + Cortex-M4 code)",
+        "flash estimate": f"{r['flash_bytes_estimate']:,} bytes (Cortex-M4 firmware text + data)",
     })
     return text, result, 0
 

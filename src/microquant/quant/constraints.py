@@ -9,7 +9,11 @@ Three rules decide an int8 activation's ``(scale, zero_point)``:
    (RESHAPE, TRANSPOSE, PAD, MAX_POOL_2D, AVERAGE_POOL_2D) need the data input and
    the output to share one encoding; CONCATENATION needs it across all inputs and the
    output (TFLM's Prepare checks equality). Tensors tied this way form groups
-   (union-find) whose range is the union of the members' ranges.
+   (union-find) whose range is the union of the members' ranges. One exception, as the
+   TFLite converter does it: a CONCATENATION input whose group has fixed parameters
+   (rule 1) while the other inputs do not (or have other fixed ones) is not tied to the
+   concat; a requantizing QUANTIZE is put in between (:func:`requantize_inputs`), so
+   neither the fixed producer nor the other inputs lose their range.
 3. **Fused activations** - a node's output range is the post-activation range: RELU
    clamps to ``[0, inf)``, RELU6 to ``[0, 6]``, RELU_N1_TO_1 to ``[-1, 1]``.
 
@@ -95,6 +99,73 @@ def shared_groups(graph: Graph, quantizable: set[str]) -> UnionFind:
             if i in quantizable:
                 uf.union(node.outputs[0], i)
     return uf
+
+
+def requantize_inputs(
+    graph: Graph,
+    quantizable: set[str],
+    fixed: dict[str, tuple[float, int]],
+    dtype: str = "int8",
+) -> list[tuple[int, int]]:
+    """``(node index, input index)`` of the CONCATENATION inputs that need a requantizing
+    QUANTIZE in front of them instead of sharing the concat's encoding.
+
+    An input needs one when its group (the tensors tied to it by the single-input ops of
+    rule 2, e.g. ``LOGISTIC -> RESHAPE``) has fixed output parameters and another
+    activation input of the same concat does not have the very same fixed encoding: forcing
+    the fixed encoding on the concat would clip the other inputs (and two different fixed
+    encodings cannot be shared at all). Constant inputs count as agreeing with a fixed
+    encoding when their values fit in it. Concats whose inputs all agree are left alone, so
+    graphs without such a case quantize exactly as before.
+
+    Example (``sigmoid(x)`` concatenated with ``x``):
+        >>> from microquant.ir.graph import Node, Tensor
+        >>> g = Graph(inputs=["x"], outputs=["y"])
+        >>> for n in ("x", "s", "y"): _ = g.add_tensor(Tensor(n, (1, 4)))
+        >>> g.nodes = [Node("LOGISTIC", ["x"], ["s"]),
+        ...            Node("CONCATENATION", ["s", "x"], ["y"], {"axis": 1})]
+        >>> requantize_inputs(g, {"x", "s", "y"}, {"s": (1 / 256, -128)})
+        [(1, 0)]
+    """
+    uf = UnionFind()
+    for name in quantizable:
+        uf.find(name)
+    for node in graph.nodes:
+        if SHARED_QPARAM_OPS.get(node.op) == "first" and node.inputs[0] in quantizable:
+            uf.union(node.outputs[0], node.inputs[0])
+    info = np.iinfo(dtype)
+    points: list[tuple[int, int]] = []
+    for k, node in enumerate(graph.nodes):
+        if SHARED_QPARAM_OPS.get(node.op) != "all":
+            continue
+        ins = [i for i in node.inputs if i in quantizable]
+        roots_fixed = {r: fixed[m] for r, ms in uf.groups().items() for m in ms if m in fixed}
+        enc = {i: roots_fixed.get(uf.find(i)) for i in ins}
+        encodings = {e for e in enc.values() if e is not None}
+        # Sharing is safe when all inputs have one fixed encoding (constants that fit
+        # it may join); with no fixed input at all this is the plain rule 2.
+        agree = len(encodings) <= 1 and all(
+            enc[i] is not None
+            or (graph.tensors[i].is_const and _fits(graph.tensors[i].data, e, info))
+            for e in encodings
+            for i in ins
+        )
+        for j, i in enumerate(node.inputs):
+            if i not in quantizable:
+                continue
+            if enc[i] is not None and not agree:
+                points.append((k, j))
+            else:
+                uf.union(node.outputs[0], i)
+    return points
+
+
+def _fits(data: np.ndarray, enc: tuple[float, int], info: np.iinfo) -> bool:
+    """Whether every value of ``data`` lies inside the real range of encoding ``enc``."""
+    scale, zp = enc
+    return bool(
+        np.min(data) >= scale * (info.min - zp) and np.max(data) <= scale * (info.max - zp)
+    )
 
 
 def clamp_range(lo: float, hi: float, activation: str | None) -> tuple[float, float]:

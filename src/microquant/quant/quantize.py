@@ -10,6 +10,9 @@
 * **activations** are int8, per tensor, asymmetric: ``choose_qparams(lo, hi)`` over the
   calibrated range (always including 0), after the rules of :mod:`.constraints`
   (fixed SOFTMAX/LOGISTIC/TANH outputs, shared encodings, fused-activation clamps);
+  a CONCATENATION input with fixed output parameters that the other inputs do not share
+  keeps them and reaches the concat through an inserted QUANTIZE (int requantize,
+  output ``<name>_requantized``) - as the TFLite converter does;
 * **other float constants** (e.g. a broadcast operand of ADD/MUL) are int8 per tensor,
   asymmetric over their own min/max (or their group's range when they feed a
   shared-encoding op such as CONCATENATION).
@@ -52,6 +55,7 @@ from microquant.quant.constraints import (
     FIXED_OUTPUT_QPARAMS_INT16,
     clamp_range,
     group_encoding,
+    requantize_inputs,
     shared_groups,
 )
 from microquant.quant.primitives import choose_qparams, quantize, round_half_away
@@ -122,7 +126,6 @@ def quantize_graph(
     act = activation_dtype
     symmetric = act == "int16"  # TFLite's 16x8 activations are symmetric
     weight_like = _weight_and_bias_names(g)
-    activations = _float_activations(g)
     other_consts = {
         i
         for n in g.nodes
@@ -132,9 +135,11 @@ def quantize_graph(
         and g.tensors[i].is_const
         and np.asarray(g.tensors[i].data).dtype.kind == "f"
     }
-    effective = _effective_ranges(g, activations, ranges)
     fixed_table = FIXED_OUTPUT_QPARAMS_INT16 if act == "int16" else FIXED_OUTPUT_QPARAMS
     fixed = {n.outputs[0]: fixed_table[n.op] for n in g.nodes if n.op in fixed_table}
+    ranges = _insert_requantize(g, ranges, _float_activations(g) | other_consts, fixed, act)
+    activations = _float_activations(g)
+    effective = _effective_ranges(g, activations, ranges)
     uf = shared_groups(g, activations | other_consts)
     for members in uf.groups().values():
         if all(g.tensors[m].is_const for m in members):
@@ -175,6 +180,44 @@ def _float_activations(g: Graph) -> set[str]:
         for x in names
         if x in g.tensors and not g.tensors[x].is_const and g.tensors[x].dtype == "float32"
     }
+
+
+def _insert_requantize(
+    g: Graph,
+    ranges: dict[str, tuple[float, float]],
+    quantizable: set[str],
+    fixed: dict[str, tuple[float, int]],
+    dtype: str,
+) -> dict[str, tuple[float, float]]:
+    """Put a QUANTIZE (integer requantize at run time) in front of each concat input that
+    :func:`~microquant.quant.constraints.requantize_inputs` picks, in place; returns the
+    ranges extended to the new tensors (each inherits its source's calibrated range)."""
+    points = requantize_inputs(g, quantizable, fixed, dtype)
+    if not points:
+        return ranges  # the common case: the graph is untouched
+    ranges = dict(ranges)
+    g.meta = dict(g.meta)
+    src_map = g.meta.get("calib_source")
+    if isinstance(src_map, dict):
+        src_map = g.meta["calib_source"] = dict(src_map)
+    before: dict[int, list[Node]] = {}
+    made: dict[tuple[int, str], str] = {}  # one requantized copy per (concat, source)
+    for k, j in points:
+        node, src = g.nodes[k], g.nodes[k].inputs[j]
+        if (k, src) not in made:
+            name = g.unique_name(f"{src}_requantized")
+            g.add_tensor(Tensor(name, g.tensors[src].shape, g.tensors[src].dtype))
+            if src in ranges:
+                ranges[name] = ranges[src]
+            if isinstance(src_map, dict) and src in src_map:
+                src_map[name] = src_map[src]  # same values as the source, up to rounding
+            before.setdefault(k, []).append(
+                Node("QUANTIZE", [src], [name], {}, name=f"requantize_{name}")
+            )
+            made[(k, src)] = name
+        node.inputs[j] = made[(k, src)]
+    g.nodes = [m for k, n in enumerate(g.nodes) for m in (*before.get(k, []), n)]
+    return ranges
 
 
 def _effective_ranges(

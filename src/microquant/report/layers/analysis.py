@@ -24,7 +24,12 @@ from microquant.ir.graph import Graph, Node
 from microquant.quant.quantize import WEIGHT_AXIS
 from microquant.report.layers.fallback import float_fallback
 from microquant.report.layers.measure import LayerMeasurements
-from microquant.report.layers.pairing import is_weighted, layer_labels, node_pairs
+from microquant.report.layers.pairing import (
+    align_lowered,
+    is_weighted,
+    layer_labels,
+    node_pairs,
+)
 from microquant.report.layers.sqnr import compare_outputs
 from microquant.report.layers.statistics import ActivationStats, weight_stats
 from microquant.report.layers.suggest import suggest_fix
@@ -105,6 +110,7 @@ def analyze_graphs(
     """The analysis of :func:`analyze_layers` for any int8 graph ``quantized`` made from
     the float ``lowered`` graph node for node (e.g. another quantization scheme).
     ``samples`` maps each graph input to ``(N, *input shape)`` float data."""
+    lowered = align_lowered(lowered, quantized)  # inserted requantize nodes, if any
     pairs = node_pairs(lowered, quantized)
     n = sample_count(lowered, samples)
     fev = Evaluator(lowered, mode="float")

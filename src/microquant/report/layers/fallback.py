@@ -14,7 +14,7 @@ import numpy as np
 
 from microquant.errors import MicroquantError
 from microquant.ir.graph import Graph, Node, Tensor
-from microquant.report.layers.pairing import layer_labels, node_pairs
+from microquant.report.layers.pairing import align_lowered, layer_labels, node_pairs
 
 
 def float_fallback(quantized: Graph, lowered: Graph, layers: Iterable[str]) -> Graph:
@@ -24,6 +24,7 @@ def float_fallback(quantized: Graph, lowered: Graph, layers: Iterable[str]) -> G
     reading another float layer's output takes the float value directly (the int8 copy
     stays only for other consumers). Runs in the reference :class:`Evaluator` (mixed
     graphs run float nodes with ``run_float``)."""
+    lowered = align_lowered(lowered, quantized)
     pairs = node_pairs(lowered, quantized)
     labels = layer_labels(quantized)
     wanted = set(layers)

@@ -1,7 +1,9 @@
 """Which layer is which: the float / int8 node pairing, short layer labels, weighted layers.
 
 The analysis needs an int8 graph made from the float lowered graph node for node (same
-order, same ops); layer ``i`` is the pair ``(lowered.nodes[i], quantized.nodes[i])``.
+order, same ops); layer ``i`` is the pair ``(lowered.nodes[i], quantized.nodes[i])``. The
+integer requantize nodes quantization may insert (a QUANTIZE in front of a concat input with
+fixed output parameters) are mirrored into the float graph first (:func:`align_lowered`).
 Labels are short, unique names for tables: converter suffixes are dropped.
 
     >>> short_name("a/b/conv2d_1/BiasAdd"), short_name("x/dense/Softmax")
@@ -11,7 +13,7 @@ Labels are short, unique names for tables: converter suffixes are dropped.
 from __future__ import annotations
 
 from microquant.errors import MicroquantError
-from microquant.ir.graph import Graph, Node
+from microquant.ir.graph import Graph, Node, Tensor
 from microquant.quant.quantize import WEIGHT_AXIS
 
 # Trailing name parts TF/ONNX converters append that say nothing about the layer.
@@ -48,6 +50,34 @@ def layer_labels(graph: Graph) -> list[str]:
     for s in raw:
         seen[s] = seen.get(s, 0) + 1
     return [s if seen[s] == 1 else f"{s}#{i}" for i, s in enumerate(raw)]
+
+
+def align_lowered(lowered: Graph, quantized: Graph) -> Graph:
+    """``lowered`` with a float QUANTIZE (identity on real values) mirrored for every
+    integer requantize ``quantized`` has that ``lowered`` lacks, at the same position and
+    read by the same consumers, so the graphs line up node for node; ``lowered`` itself
+    when there is none (the usual case)."""
+    extra = [
+        (i, n)
+        for i, n in enumerate(quantized.nodes)
+        if n.op == "QUANTIZE"
+        and n.outputs[0] not in lowered.tensors
+        and n.inputs[0] in lowered.tensors
+        and quantized.tensor(n.inputs[0]).dtype != "float32"
+    ]
+    if not extra:
+        return lowered
+    g = lowered.copy()
+    added = set()
+    for i, qn in extra:  # increasing i: earlier insertions already shifted the positions
+        out = qn.outputs[0]
+        g.add_tensor(Tensor(out, quantized.tensor(out).shape))
+        g.nodes.insert(i, Node("QUANTIZE", list(qn.inputs), [out], {}, qn.name))
+        added.add(out)
+    for ln, qn in zip(g.nodes, quantized.nodes, strict=False):
+        if ln.op == qn.op and len(ln.inputs) == len(qn.inputs):
+            ln.inputs = [q if q in added else f for f, q in zip(ln.inputs, qn.inputs, strict=True)]
+    return g
 
 
 def node_pairs(lowered: Graph, quantized: Graph) -> list[tuple[Node, Node]]:

@@ -18,33 +18,11 @@ import tempfile
 from pathlib import Path
 
 from microquant.export.c.footprint import COMPILER, CFootprint, c_footprint, cpu_for_core
-from microquant.export.c.sizes import (
-    CPUS,
-    INLINE_COPY_FREE,
-    INLINE_COPY_MAX,
-    INLINE_COPY_TAIL,
-    INVOKE_BASE,
-    INVOKE_PER_CALL,
-    LIBC_BYTES,
-    M0_CLOSURE,
-    M0_INVOKE_BASE,
-    M0_INVOKE_PER_CALL,
-    M0_STARTUP_BYTES,
-    M0_SYMBOL_BYTES,
-    STACK_BYTES,
-    STARTUP_BYTES,
-    STRUCT_BYTES,
-    WORD,
-    const_data_bytes,
-)
+from microquant.export.c.sizes import STACK_BYTES
 from microquant.ir.graph import Graph
 
 __all__ = [
-    "COMPILER", "CPUS", "INLINE_COPY_FREE", "INLINE_COPY_MAX", "INLINE_COPY_TAIL",
-    "INVOKE_BASE", "INVOKE_PER_CALL", "LIBC_BYTES", "M0_CLOSURE", "M0_INVOKE_BASE",
-    "M0_INVOKE_PER_CALL", "M0_STARTUP_BYTES", "M0_SYMBOL_BYTES", "STACK_BYTES",
-    "STARTUP_BYTES", "STRUCT_BYTES", "WORD", "CFootprint", "c_footprint", "const_data_bytes",
-    "cpu_for_core", "measure_firmware",
+    "COMPILER", "STACK_BYTES", "CFootprint", "c_footprint", "cpu_for_core", "measure_firmware",
 ]
 
 

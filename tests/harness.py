@@ -163,3 +163,22 @@ def check_against_tflm(graph: Graph, inputs: list[np.ndarray]) -> None:
             raise AssertionError(
                 f"{graph.name}: {n_diff}/{diff.size} values differ, max {int(diff.max())}"
             )
+
+
+def real_inputs(graph: Graph, inputs: list[np.ndarray]) -> list[np.ndarray | None]:
+    """Dequantized (float64) values of the first node's inputs: constants from the graph,
+    activations from ``inputs``; per-channel scales broadcast along their axis."""
+    reals: list[np.ndarray | None] = []
+    for name in graph.nodes[0].inputs:
+        if not name:
+            reals.append(None)
+            continue
+        t = graph.tensor(name)
+        q = t.data if t.is_const else inputs[graph.inputs.index(name)]
+        scale = t.quant.scale
+        if t.quant.axis is not None and scale.size > 1:
+            shape = [1] * q.ndim
+            shape[t.quant.axis] = -1
+            scale = scale.reshape(shape)
+        reals.append((q.astype(np.float64) - t.quant.zero_point[0]) * scale)
+    return reals

@@ -30,19 +30,7 @@ def _scales(n: int, lo: float, hi: float, seed: int) -> list[float]:
 def _out_scale(graph: Graph, inputs: list[np.ndarray]) -> float:
     """An output scale that keeps most real outputs in range (from the float semantics)."""
     fg = graph.copy()
-    reals = []
-    for name in fg.nodes[0].inputs:
-        if not name:
-            reals.append(None)
-            continue
-        t = fg.tensor(name)
-        q = t.data if t.is_const else inputs[fg.inputs.index(name)]
-        scale = t.quant.scale
-        if t.quant.axis is not None and scale.size > 1:
-            shape = [1] * q.ndim
-            shape[t.quant.axis] = -1
-            scale = scale.reshape(shape)
-        reals.append((q.astype(np.float64) - t.quant.zero_point[0]) * scale)
+    reals = harness.real_inputs(fg, inputs)
     node = fg.nodes[0]
     act = node.attrs.get("activation", "NONE")
     node.attrs = dict(node.attrs, activation="NONE")

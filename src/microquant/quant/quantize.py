@@ -361,22 +361,16 @@ def _add_float_io(g: Graph) -> None:
     g.meta = dict(g.meta)
     if isinstance(g.meta.get("calib_source"), dict):
         g.meta["calib_source"] = dict(g.meta["calib_source"])
-    front: list[Node] = []
-    for name in g.inputs:
+    def edge(name: str, op: str) -> Node | None:
         t = g.tensors[name]
-        if t.dtype not in ACTIVATION_DTYPES or name in g.outputs:
-            continue
+        if t.dtype not in ACTIVATION_DTYPES or (name in g.outputs and name in g.inputs):
+            return None
         inner = g.unique_name(f"{name}_{t.dtype}")
         _rename_activation(g, name, inner)
         g.add_tensor(Tensor(name, t.shape, "float32"))
-        front.append(Node("QUANTIZE", [name], [inner], {}, name=f"quantize_{name}"))
-    back: list[Node] = []
-    for name in g.outputs:
-        t = g.tensors[name]
-        if t.dtype not in ACTIVATION_DTYPES or name in g.inputs:
-            continue
-        inner = g.unique_name(f"{name}_{t.dtype}")
-        _rename_activation(g, name, inner)
-        g.add_tensor(Tensor(name, t.shape, "float32"))
-        back.append(Node("DEQUANTIZE", [inner], [name], {}, name=f"dequantize_{name}"))
+        io = ([name], [inner]) if op == "QUANTIZE" else ([inner], [name])
+        return Node(op, *io, {}, name=f"{op.lower()}_{name}")
+
+    front = [n for n in (edge(name, "QUANTIZE") for name in g.inputs) if n]
+    back = [n for n in (edge(name, "DEQUANTIZE") for name in g.outputs) if n]
     g.nodes = front + g.nodes + back
